@@ -1,0 +1,67 @@
+# Command line: `migproxy run|check --config FILE`, `migproxy demo-backend`.
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from migproxy import __version__
+from migproxy.config import Config, ConfigError, load_config
+from migproxy.loop import loop_factory
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="migproxy",
+        description="HTTP/1.1 reverse proxy that moves keep-alive clients across a VIP migration",
+    )
+    parser.add_argument("--version", action="version", version=f"migproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the proxy")
+    run.add_argument("--config", required=True, help="TOML configuration file")
+    run.add_argument("--no-uvloop", action="store_true", help="use the stdlib asyncio loop")
+    check = sub.add_parser("check", help="validate a configuration file (exit 0 or 1)")
+    check.add_argument("--config", required=True, help="TOML configuration file")
+    sub.add_parser("demo-backend", help="run the bundled demo backend", add_help=False)
+    return parser
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=getattr(logging, config.log.level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["demo-backend"]:
+        from migproxy.demo_backend import main as backend_main
+
+        backend_main(args_list[1:])
+        return 0
+    args = _parser().parse_args(args_list)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if args.command == "check":
+        print(f"{args.config}: ok")
+        return 0
+    _setup_logging(config)
+    from migproxy.lifecycle import serve
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
+            runner.run(serve(config))
+    except OSError as err:
+        logging.getLogger("migproxy").error("cannot start: %s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+# Heads -> bytes for the next hop. The proxy forwards the field lines it received byte for
+# byte, dropping hop-by-hop fields (RFC 9110 §7.6.1) and adding its own framing and
+# forwarding fields; it never rewrites a line it keeps.
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migproxy.http1.events import BodyKind, RequestHead, ResponseHead
+from migproxy.http1.headers import HOP_BY_HOP, hop_by_hop_names
+
+_FORWARDED_MODES = ("x-forwarded", "forwarded", "none")
+_REQUEST_DROP = HOP_BY_HOP | {b"x-forwarded-proto"}
+_STATUS_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingRules:
+    """What the proxy adds to a forwarded request: X-Forwarded-*/Forwarded, Via, a Host."""
+
+    forwarded: str = "x-forwarded"  # one of _FORWARDED_MODES
+    via: bool = False
+    default_host: bytes = b"localhost"  # for HTTP/1.0 requests that carry no Host
+
+
+def request_head_bytes(head: RequestHead, client_ip: bytes, rules: ForwardingRules) -> bytes:
+    """The head to send upstream for `head`, always as HTTP/1.1."""
+    fields = head.fields
+    if b"connection" in fields.names:
+        drop = hop_by_hop_names(fields.tokens(b"connection")) | {b"x-forwarded-proto"}
+        lines = fields.without(drop)
+    elif _REQUEST_DROP.isdisjoint(fields.names):
+        lines = fields.lines
+    else:
+        lines = fields.without(_REQUEST_DROP)
+    extra = _forwarding_lines(client_ip, rules)
+    if head.body is BodyKind.CHUNKED:
+        extra.append(b"Transfer-Encoding: chunked")
+    if head.upgrade is not None:
+        extra.append(b"Connection: upgrade")
+        extra.append(b"Upgrade: " + head.upgrade)
+    if head.version == 10 and b"host" not in fields.names:
+        extra.append(b"Host: " + rules.default_host)
+    start = b"%b %b HTTP/1.1\r\n" % (head.method, head.target)
+    return start + b"\r\n".join(lines + extra) + b"\r\n\r\n"
+
+
+def _forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> list[bytes]:
+    # Repeating a list-based field is the same as appending to it (RFC 9110 §5.3), so the
+    # client's own X-Forwarded-For lines are kept and ours is added after them.
+    if rules.forwarded == "x-forwarded":
+        out = [b"X-Forwarded-For: " + client_ip, b"X-Forwarded-Proto: http"]
+    elif rules.forwarded == "forwarded":
+        node = b'"[' + client_ip + b']"' if b":" in client_ip else client_ip
+        out = [b"Forwarded: for=" + node + b";proto=http"]
+    else:
+        out = []
+    if rules.via:
+        out.append(b"Via: 1.1 migproxy")
+    return out
+
+
+def response_head_bytes(
+    head: ResponseHead, *, close: bool, chunked: bool, client_version: int, via: bool
+) -> bytes:
+    """The head to send the client for `head`.
+
+    Args:
+        close: announce `Connection: close` (the decision of policy.close.decide_close).
+        chunked: the body goes out chunked (else as received: Content-Length or until close).
+        client_version: 10 or 11; an HTTP/1.0 client staying open is told `keep-alive`.
+        via: add a Via field.
+    """
+    fields = head.fields
+    if b"connection" in fields.names:
+        lines = fields.without(hop_by_hop_names(fields.tokens(b"connection")))
+    elif HOP_BY_HOP.isdisjoint(fields.names):
+        lines = fields.lines
+    else:
+        lines = fields.without(HOP_BY_HOP)
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked")
+    if head.status == 101:
+        lines.append(b"Connection: upgrade")
+        upgrade = fields.get(b"upgrade")
+        if upgrade is not None:
+            lines.append(b"Upgrade: " + upgrade)
+    elif close:
+        lines.append(b"Connection: close")
+    elif client_version == 10 and head.status >= 200:
+        lines.append(b"Connection: keep-alive")
+    if via:
+        lines.append(b"Via: 1.1 migproxy")
+    start = b"HTTP/1.1 %d %b\r\n" % (head.status, head.reason)
+    if not lines:
+        return start + b"\r\n"
+    return start + b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def error_response_bytes(status: int, reason: str, *, close: bool) -> bytes:
+    """A complete proxy-generated response whose plain-text body says what went wrong."""
+    body = reason.encode("utf-8", "replace") + b"\n"
+    connection = b"close" if close else b"keep-alive"
+    status_line = b"HTTP/1.1 %d %b\r\n" % (status, _STATUS_REASONS.get(status, b"Error"))
+    return status_line + b"".join(
+        [
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: " + connection + b"\r\n\r\n",
+            body,
+        ]
+    )

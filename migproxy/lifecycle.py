@@ -1,0 +1,104 @@
+# Server lifecycle of one worker: resolve the upstream, bind the listener, run the timeout
+# sweep, and shut down gracefully on SIGTERM/SIGINT (a second signal exits at once).
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+from migproxy.config import Config
+from migproxy.proxy import ProxyContext
+from migproxy.server.client_protocol import ClientProtocol
+
+log = logging.getLogger("migproxy")
+DRAIN_TIMEOUT = 30.0  # most seconds a graceful shutdown waits for connections to finish
+
+
+def sweep_interval(config: Config) -> float:
+    """How often deadlines are checked: a quarter of the shortest timeout, at most 1 s."""
+    shortest = min(
+        config.limits.head_timeout,
+        config.limits.keepalive_timeout,
+        config.limits.body_timeout,
+        config.upstream.response_timeout,
+        config.upstream.idle_timeout,
+        config.close.linger or 1.0,
+    )
+    return max(0.02, min(1.0, shortest / 4))
+
+
+async def resolve_upstream(config: Config, loop: asyncio.AbstractEventLoop) -> str:
+    """The address to connect to for `upstream.address` (a DNS name is resolved once, here)."""
+    address = config.upstream.address
+    infos = await loop.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    if not infos:
+        raise OSError(f"{address.host}: no addresses")
+    return str(infos[0][4][0])
+
+
+async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = None) -> None:
+    """Run the proxy until SIGTERM/SIGINT, then drain and return."""
+    loop = asyncio.get_running_loop()
+    ctx = ProxyContext(config, loop, await resolve_upstream(config, loop))
+    listen = config.listen.address
+    server = await loop.create_server(
+        lambda: ClientProtocol(ctx),
+        listen.host,
+        listen.port,
+        backlog=config.listen.backlog,
+        reuse_address=True,
+    )
+    log.info(
+        "listening on %s, forwarding to %s (%s), close.ratio=%s",
+        listen,
+        config.upstream.address,
+        ctx.upstream_host,
+        config.close.ratio,
+    )
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting now")
+            raise SystemExit(1)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    sweeper = loop.create_task(_sweep_forever(ctx, sweep_interval(config)))
+    if ready is not None:
+        ready(ctx)
+    try:
+        await stop.wait()
+        await _drain(ctx, server)
+    finally:
+        sweeper.cancel()
+        server.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _sweep_forever(ctx: ProxyContext, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        ctx.sweep()
+
+
+async def _drain(ctx: ProxyContext, server: asyncio.Server) -> None:
+    log.info("draining %d connections", len(ctx.connections))
+    server.close()
+    ctx.set_draining()
+    deadline = ctx.loop.time() + DRAIN_TIMEOUT
+    while ctx.connections and ctx.loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(ctx.connections):
+        if conn.transport is not None:
+            conn.transport.abort()
+    log.info("drained")

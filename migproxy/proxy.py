@@ -1,0 +1,93 @@
+# The state one worker's connections share: configuration turned into ready-to-use rules, the
+# upstream pool, the random source of close draws, and the set of live client connections
+# that the timeout sweep walks. The per-connection data path is server/client_protocol.py.
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from migproxy.config import Config
+from migproxy.errors import ConnectError, ConnectTimeout
+from migproxy.http1.serialize import ForwardingRules
+from migproxy.policy.close import ClosePolicy
+from migproxy.upstream.connection import UpstreamConnection
+from migproxy.upstream.pool import IdlePool
+
+if TYPE_CHECKING:
+    from migproxy.server.client_protocol import ClientProtocol
+
+log = logging.getLogger("migproxy")
+
+
+class ProxyContext:
+    """Everything the connections of one worker share."""
+
+    def __init__(
+        self,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        upstream_host: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.upstream_host = upstream_host  # the resolved address to connect to
+        self.upstream_port = config.upstream.address.port
+        self.rules = ForwardingRules(
+            forwarded=config.proxy.forwarded,
+            via=config.proxy.via,
+            default_host=str(config.upstream.address).encode("ascii"),
+        )
+        self.policy = ClosePolicy(ratio=config.close.ratio)
+        self.rng = rng if rng is not None else random.Random(config.close.seed)
+        self.pool: IdlePool[UpstreamConnection] = IdlePool(
+            config.upstream.max_idle, config.upstream.idle_timeout
+        )
+        self.connections: set[ClientProtocol] = set()
+        self.draining = False
+        self.access_log = config.log.access_log
+
+    async def open_upstream(self) -> UpstreamConnection:
+        """A new connection to the upstream.
+
+        Raises:
+            ConnectTimeout: not connected within upstream.connect_timeout.
+            ConnectError: refused, unreachable, or any other OS error.
+        """
+        limits = self.config.limits
+        try:
+            async with asyncio.timeout(self.config.upstream.connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(limits.max_header_bytes, limits.max_headers),
+                    self.upstream_host,
+                    self.upstream_port,
+                )
+        except TimeoutError:
+            raise ConnectTimeout("upstream connect timed out") from None
+        except OSError as err:
+            raise ConnectError(f"upstream connect failed: {err.strerror or err}") from None
+        return conn
+
+    def release_upstream(self, conn: UpstreamConnection) -> None:
+        """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
+        conn.detach()
+        if not (conn.is_reusable and self.pool.release(conn, self.loop.time())):
+            conn.close()
+
+    def sweep(self) -> None:
+        """Fire the deadlines that have passed; close idle upstream connections too old."""
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline <= now]:
+            conn.deadline_passed(now)
+        for upstream in self.pool.expired(now):
+            upstream.close()
+
+    def set_draining(self) -> None:
+        """From now on every response announces close, and idle connections are closed."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.shutdown()
+        for upstream in self.pool.drain():
+            upstream.close()

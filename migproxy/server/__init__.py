@@ -1,0 +1,1 @@
+# Client side: the asyncio.Protocol of accepted client connections.

@@ -1,0 +1,449 @@
+# ClientProtocol: one accepted client connection, and the exchange it carries.
+#
+# Data path: client bytes -> RequestReader events -> forwarded head/body to an upstream
+# connection -> its ResponseHead -> decide_close() -> response head (+ Connection: close) and
+# body to the client -> after the last byte, either the next pipelined request or a graceful
+# close. Parsing and framing live in migproxy.http1, the decision in migproxy.policy; this
+# module only moves bytes, keeps timers and applies decisions.
+#
+# Rules:
+# - A close is announced in a response head before it happens (DESIGN.md §2). The only
+#   unannounced closes are: an idle keep-alive connection timing out (no request in flight),
+#   a protocol error we answer with 400/408/431, and an abort when the upstream fails after
+#   the response head was sent (the client must not take a truncated body as complete).
+# - Graceful close: stop reading requests, half-close our write side, then read and discard
+#   until the client closes or the linger time passes. Closing with unread input would make
+#   the kernel send a reset, which can destroy the response the client has not read yet.
+# - Timeouts: one deadline per connection, checked by ProxyContext.sweep(); its meaning
+#   follows the phase (see Phase).
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import cast
+
+from migproxy.errors import (
+    RemoteProtocolError,
+    ResponseTimeout,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from migproxy.http1.connection import RequestReader
+from migproxy.http1.events import (
+    BodyKind,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    RequestHead,
+    ResponseHead,
+)
+from migproxy.http1.framing import encode_chunk, encode_last_chunk
+from migproxy.http1.serialize import (
+    error_response_bytes,
+    request_head_bytes,
+    response_head_bytes,
+)
+from migproxy.policy.close import CloseReason, decide_close
+from migproxy.proxy import ProxyContext
+from migproxy.upstream.connection import UpstreamConnection
+
+log = logging.getLogger("migproxy")
+
+INFINITY = float("inf")
+# Read-blocking reasons (bits): reading resumes only when none is left.
+_BLOCK_UPSTREAM_FULL = 1  # the upstream's write buffer is over its high-water mark
+_BLOCK_BACKLOG = 2  # pipelined or pre-connect bytes are waiting
+MAX_BACKLOG = 256 * 1024  # request bytes held while the upstream connects
+
+
+class Phase(enum.Enum):
+    """Where a client connection is, and what its deadline means when it passes."""
+
+    IDLE = "idle"  # between requests: keep-alive timeout, closed quietly
+    HEAD = "head"  # a request head is arriving: head timeout, 408
+    BODY = "body"  # the request body is arriving: body timeout (silence), 408
+    WAIT = "wait"  # waiting for the upstream: response timeout (silence), 504
+    TUNNEL = "tunnel"  # after 101: no deadline
+    LINGER = "linger"  # after an announced close: linger time, then close
+    CLOSED = "closed"
+
+
+class ClientProtocol(asyncio.Protocol):
+    """One client connection: reads requests, forwards them, writes responses."""
+
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        limits = ctx.config.limits
+        self.reader = RequestReader(limits.max_header_bytes, limits.max_headers)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = b"-"
+        self.phase = Phase.HEAD
+        self.deadline = INFINITY
+        self.requests = 0
+        self._read_blocked = 0
+        self._upstream: UpstreamConnection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._backlog: list[bytes] = []  # request bytes for an upstream still connecting
+        self._backlog_size = 0
+        # The exchange in flight (valid while _request is not None).
+        self._request: RequestHead | None = None
+        self._request_done = False
+        self._response_started = False
+        self._out_chunked = False
+        self._close_after = False
+
+    # asyncio.Protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode("ascii")
+        self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+        self.ctx.connections.add(self)
+        if self.ctx.draining:
+            self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase is Phase.LINGER or phase is Phase.CLOSED:
+            return  # draining input after an announced close
+        if phase is Phase.IDLE:
+            self.phase = Phase.HEAD
+            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+        elif phase is Phase.BODY:
+            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.body_timeout
+        self.reader.receive_data(data)
+        self._process_requests()
+
+    def eof_received(self) -> bool:
+        if self.phase is Phase.LINGER:
+            return False  # the client read our close; let the transport close
+        self.reader.receive_eof()
+        self._process_requests()
+        return True  # keep our side open to finish a response in flight
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = Phase.CLOSED
+        self.deadline = INFINITY
+        self.ctx.connections.discard(self)
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._upstream is not None:
+            # The client left mid-exchange: the upstream connection is in an unknown state.
+            self._upstream.abort()
+            self._upstream = None
+
+    def pause_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    # Requests (client -> upstream)
+
+    def _process_requests(self) -> None:
+        reader = self.reader
+        while True:
+            try:
+                ev = reader.next_event()
+            except RemoteProtocolError as err:
+                self._client_error(err.status_hint, err.reason)
+                return
+            if type(ev) is Data:
+                self._forward_body(ev.data)
+            elif type(ev) is RequestHead:
+                self._start_exchange(ev)
+            elif type(ev) is EndOfMessage:
+                self._end_request(ev.trailers)
+            elif type(ev) is ConnectionClosed:
+                self._client_closed()
+                return
+            else:
+                if reader.buffered > MAX_BACKLOG:
+                    self._block_reading(_BLOCK_BACKLOG)  # pipelined requests wait their turn
+                return
+
+    def _start_exchange(self, head: RequestHead) -> None:
+        ctx = self.ctx
+        self.requests += 1
+        self._request = head
+        self._request_done = False
+        self._response_started = False
+        self._out_chunked = False
+        self._close_after = False
+        if head.body is BodyKind.NONE:
+            self.phase = Phase.WAIT
+            self.deadline = ctx.loop.time() + ctx.config.upstream.response_timeout
+        else:
+            self.phase = Phase.BODY
+            self.deadline = ctx.loop.time() + ctx.config.limits.body_timeout
+        data = request_head_bytes(head, self.client_ip, ctx.rules)
+        conn = ctx.pool.acquire(ctx.loop.time())
+        if conn is not None:
+            self._upstream = conn
+            conn.attach(self, head.method)
+            conn.send(data)
+        else:
+            self._to_backlog(data)
+            self._connecting = ctx.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            conn = await self.ctx.open_upstream()
+        except UpstreamError as err:
+            self._connecting = None
+            self.upstream_failed(err)
+            return
+        self._connecting = None
+        if self._request is None or self.phase is Phase.CLOSED:
+            self.ctx.release_upstream(conn)
+            return
+        self._upstream = conn
+        conn.attach(self, self._request.method)
+        conn.send_many(self._backlog)
+        self._backlog = []
+        self._backlog_size = 0
+        self._unblock_reading(_BLOCK_BACKLOG)
+
+    def _to_backlog(self, data: bytes) -> None:
+        self._backlog.append(data)
+        self._backlog_size += len(data)
+        if self._backlog_size > MAX_BACKLOG:
+            self._block_reading(_BLOCK_BACKLOG)
+
+    def _forward_body(self, data: bytes) -> None:
+        assert self._request is not None
+        if self._request.body is BodyKind.CHUNKED and self.phase is not Phase.TUNNEL:
+            data = encode_chunk(data)
+        if self._upstream is not None:
+            self._upstream.send(data)
+        elif self._connecting is not None:
+            self._to_backlog(data)
+        # else: the exchange already failed and was answered; the rest of the body is dropped
+
+    def _end_request(self, trailers: list[bytes]) -> None:
+        request = self._request
+        if request is None:
+            return
+        if request.body is BodyKind.CHUNKED:
+            self._forward_body_raw(encode_last_chunk(trailers))
+        self._request_done = True
+        if self.phase is Phase.BODY:
+            self.phase = Phase.WAIT
+            self.deadline = self.ctx.loop.time() + self.ctx.config.upstream.response_timeout
+
+    def _forward_body_raw(self, data: bytes) -> None:
+        if self._upstream is not None:
+            self._upstream.send(data)
+        elif self._connecting is not None:
+            self._to_backlog(data)
+
+    def _client_closed(self) -> None:
+        # The client shut its sending side at a message boundary: finish what is in flight.
+        if self._request is None:
+            self._close()
+        elif self.phase is Phase.TUNNEL and self._upstream is not None:
+            self._upstream.send_eof()
+        else:
+            self._close_after = True
+
+    # Responses (upstream -> client), called by UpstreamConnection
+
+    def response_head(self, head: ResponseHead) -> None:
+        request = self._request
+        assert request is not None and self.transport is not None
+        ctx = self.ctx
+        if self.phase is Phase.WAIT:
+            self.deadline = ctx.loop.time() + ctx.config.upstream.response_timeout
+        if head.status < 200:
+            self._interim_response(head, request)
+            return
+        chunked = head.body is BodyKind.CHUNKED and request.version == 11
+        required = None
+        if not self._request_done:
+            required = CloseReason.ERROR  # early response: the rest of the body is unframed
+        elif head.body is BodyKind.UNTIL_CLOSE or (
+            head.body is BodyKind.CHUNKED and request.version == 10
+        ):
+            required = CloseReason.UPSTREAM  # only closing can end this body for this client
+        decision = decide_close(
+            client_keep_alive=request.keep_alive and not self._close_after,
+            required=required,
+            draining=ctx.draining,
+            policy=ctx.policy,
+            draw=ctx.rng.random(),
+        )
+        self._close_after = decision.close
+        self._out_chunked = chunked
+        self._response_started = True
+        self.transport.write(
+            response_head_bytes(
+                head,
+                close=decision.close,
+                chunked=chunked,
+                client_version=request.version,
+                via=ctx.rules.via,
+            )
+        )
+
+    def _interim_response(self, head: ResponseHead, request: RequestHead) -> None:
+        assert self.transport is not None
+        if head.status == 101:
+            if request.upgrade is None:
+                self.upstream_failed(UpstreamProtocolError("upstream switched protocols unasked"))
+                return
+            self.transport.write(
+                response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
+            )
+            self._response_started = True
+            self.phase = Phase.TUNNEL
+            self.deadline = INFINITY
+            self.reader.start_tunnel()
+            self._request_done = True
+            return
+        if request.version == 11:  # HTTP/1.0 clients do not understand 1xx (RFC 9110 §15.2)
+            self.transport.write(
+                response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
+            )
+
+    def response_data(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.phase is Phase.WAIT:
+            self.deadline = self.ctx.loop.time() + self.ctx.config.upstream.response_timeout
+        if self.phase is Phase.TUNNEL:
+            self.transport.write(data)
+        elif self._out_chunked:
+            self.transport.write(encode_chunk(data))
+        else:
+            self.transport.write(data)
+
+    def response_end(self, trailers: list[bytes]) -> None:
+        assert self.transport is not None
+        if self._out_chunked:
+            self.transport.write(encode_last_chunk(trailers))
+        conn, self._upstream = self._upstream, None
+        if conn is not None:
+            if self._request_done:
+                self.ctx.release_upstream(conn)
+            else:
+                conn.close()
+        self._request = None
+        if self._close_after:
+            self._close()
+            return
+        self.phase = Phase.IDLE
+        self.deadline = self.ctx.loop.time() + self.ctx.config.limits.keepalive_timeout
+        self.reader.start_next_cycle()
+        self._unblock_reading(_BLOCK_BACKLOG)
+        if self.reader.buffered:
+            self.phase = Phase.HEAD
+            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+            self._process_requests()
+
+    def upstream_failed(self, err: UpstreamError) -> None:
+        conn, self._upstream = self._upstream, None
+        if conn is not None:
+            conn.abort()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if self.phase is Phase.CLOSED or self._request is None:
+            return
+        if self.phase is Phase.TUNNEL:
+            self._close()  # the upstream ended the tunnel
+            return
+        log.warning("%s: upstream %s: %s", self.client_ip.decode(), err.kind, err)
+        if self._response_started:
+            self._abort()  # the client must not take a truncated response as complete
+        else:
+            keep = self._request_done and self._request.keep_alive and not self.ctx.draining
+            self._answer_error(err.status, str(err), close=not keep)
+
+    def upstream_writable(self, writable: bool) -> None:
+        if writable:
+            self._unblock_reading(_BLOCK_UPSTREAM_FULL)
+        else:
+            self._block_reading(_BLOCK_UPSTREAM_FULL)
+
+    # Errors, timeouts and closing
+
+    def _client_error(self, status: int, reason: str) -> None:
+        log.info("%s: %d %s", self.client_ip.decode(), status, reason)
+        conn, self._upstream = self._upstream, None
+        if conn is not None:
+            conn.abort()
+        if self._response_started:
+            self._abort()
+        else:
+            self._answer_error(status, reason, close=True)
+
+    def _answer_error(self, status: int, reason: str, *, close: bool) -> None:
+        assert self.transport is not None
+        self.transport.write(error_response_bytes(status, reason, close=close))
+        self._response_started = True
+        self._out_chunked = False
+        self._close_after = close
+        self.response_end([])
+
+    def deadline_passed(self, now: float) -> None:
+        """The phase's deadline has passed (called by ProxyContext.sweep)."""
+        phase = self.phase
+        if phase is Phase.WAIT:
+            self.upstream_failed(ResponseTimeout("upstream response timed out"))
+        elif phase is Phase.HEAD and self.reader.buffered:
+            self._client_error(408, "request head not received in time")
+        elif phase is Phase.BODY:
+            self._client_error(408, "request body stalled")
+        else:
+            self.reader.discard_buffer()
+            self._hard_close()
+
+    def shutdown(self) -> None:
+        """Drain: close now if idle; otherwise the next response announces close."""
+        if self.phase is Phase.IDLE or (self.phase is Phase.HEAD and not self.reader.buffered):
+            self._hard_close()
+
+    def _close(self) -> None:
+        """Graceful close after an announced close (see the module's rules)."""
+        transport = self.transport
+        assert transport is not None
+        self.phase = Phase.LINGER
+        self.deadline = self.ctx.loop.time() + self.ctx.config.close.linger
+        self.reader.discard_buffer()
+        self._read_blocked = 0
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def _hard_close(self) -> None:
+        self.phase = Phase.CLOSED
+        self.deadline = INFINITY
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self.phase = Phase.CLOSED
+        self.deadline = INFINITY
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _block_reading(self, reason: int) -> None:
+        if not self._read_blocked and self.transport is not None:
+            self.transport.pause_reading()
+        self._read_blocked |= reason
+
+    def _unblock_reading(self, reason: int) -> None:
+        if self._read_blocked & reason:
+            self._read_blocked &= ~reason
+            if not self._read_blocked and self.transport is not None:
+                self.transport.resume_reading()
+
+    def __repr__(self) -> str:
+        return f"<ClientProtocol {self.client_ip.decode()} {self.phase.value} n={self.requests}>"

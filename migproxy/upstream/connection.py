@@ -1,0 +1,154 @@
+# UpstreamConnection: the asyncio.Protocol of one keep-alive connection to the upstream.
+#
+# It drives a sans-I/O ResponseReader and hands the events to its owner (the client connection
+# whose exchange it carries), through the small ResponseSink interface below. Between
+# exchanges it has no owner and sits in the pool; any byte or EOF that arrives then closes it.
+# No parsing or framing logic lives here.
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, cast
+
+from migproxy.errors import (
+    RemoteProtocolError,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from migproxy.http1.connection import ReaderState, ResponseReader
+from migproxy.http1.events import ConnectionClosed, Data, EndOfMessage, ResponseHead
+
+
+class ResponseSink(Protocol):
+    """The owner of an exchange: where an upstream connection delivers its response."""
+
+    def response_head(self, head: ResponseHead) -> None: ...
+    def response_data(self, data: bytes) -> None: ...
+    def response_end(self, trailers: list[bytes]) -> None: ...
+    def upstream_failed(self, err: UpstreamError) -> None: ...
+    def upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to the upstream, reused across exchanges."""
+
+    __slots__ = ("transport", "reader", "owner", "idle_since", "closed")
+
+    def __init__(self, max_head_bytes: int, max_fields: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader = ResponseReader(max_head_bytes, max_fields)
+        self.owner: ResponseSink | None = None
+        self.idle_since = 0.0
+        self.closed = False
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.closed and self.owner is None
+
+    @property
+    def is_reusable(self) -> bool:
+        """The last response ended cleanly and left nothing unread: it can carry another."""
+        return (
+            not self.closed and self.reader.state is ReaderState.DONE and self.reader.buffered == 0
+        )
+
+    def attach(self, owner: ResponseSink, method: bytes) -> None:
+        self.owner = owner
+        self.reader.expect(method)
+
+    def detach(self) -> None:
+        self.owner = None
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def send_many(self, chunks: list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(chunks)
+
+    def send_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        self.owner = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.owner = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # asyncio.Protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:
+            # Bytes between exchanges are a protocol error (or a stale keep-alive close).
+            self.close()
+            return
+        self.reader.receive_data(data)
+        self._deliver(owner)
+
+    def eof_received(self) -> bool:
+        self.reader.receive_eof()
+        owner = self.owner
+        if owner is not None:
+            self._deliver(owner)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.upstream_failed(UpstreamClosed("upstream closed the connection mid-exchange"))
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_writable(True)
+
+    def _deliver(self, owner: ResponseSink) -> None:
+        reader = self.reader
+        while owner is self.owner:
+            try:
+                ev = reader.next_event()
+            except RemoteProtocolError as err:
+                self.abort()
+                owner.upstream_failed(UpstreamProtocolError(err.reason))
+                return
+            if type(ev) is Data:
+                owner.response_data(ev.data)
+            elif type(ev) is ResponseHead:
+                owner.response_head(ev)
+            elif type(ev) is EndOfMessage:
+                owner.response_end(ev.trailers)
+            elif type(ev) is ConnectionClosed:
+                self.close()
+                owner.upstream_failed(UpstreamClosed("upstream closed before responding"))
+                return
+            else:
+                return
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("busy" if self.owner else "idle")
+        return f"<UpstreamConnection {state} reader={self.reader.state.value}>"

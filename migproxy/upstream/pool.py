@@ -1,0 +1,81 @@
+# Pool bookkeeping for keep-alive upstream connections: pure, never awaits, never does I/O.
+#
+# Rules: idle connections are kept last-in first-out, so a few connections stay warm and the
+# ones at the bottom age out under the idle timeout; the caller closes what this returns.
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
+
+
+class Poolable(Protocol):
+    """What the pool needs to know about a connection."""
+
+    idle_since: float
+
+    @property
+    def is_usable(self) -> bool:
+        """The connection is open and between exchanges."""
+        ...
+
+
+C = TypeVar("C", bound=Poolable)
+
+
+class IdlePool(Generic[C]):
+    """Idle connections to one upstream address, most recently used on top."""
+
+    __slots__ = ("_idle", "max_idle", "idle_timeout")
+
+    def __init__(self, max_idle: int, idle_timeout: float) -> None:
+        self._idle: list[C] = []
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+
+    def acquire(self, now: float) -> C | None:
+        """The most recently used idle connection that is still usable, or None."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.is_usable and now - conn.idle_since < self.idle_timeout:
+                return conn
+        return None
+
+    def release(self, conn: C, now: float) -> bool:
+        """Keep `conn` for reuse. False means the pool is full: the caller closes it."""
+        if len(self._idle) >= self.max_idle:
+            return False
+        conn.idle_since = now
+        self._idle.append(conn)
+        return True
+
+    def discard(self, conn: C) -> None:
+        """Forget `conn` (it closed while idle)."""
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            pass
+
+    def expired(self, now: float) -> list[C]:
+        """Remove and return the connections idle for longer than the idle timeout."""
+        limit = now - self.idle_timeout
+        keep = [c for c in self._idle if c.idle_since > limit]
+        if len(keep) == len(self._idle):
+            return []
+        gone = [c for c in self._idle if c.idle_since <= limit]
+        self._idle = keep
+        return gone
+
+    def drain(self) -> list[C]:
+        """Remove and return every idle connection."""
+        idle, self._idle = self._idle, []
+        return idle
+
+    def __iter__(self) -> Iterator[C]:
+        return iter(self._idle)
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def __repr__(self) -> str:
+        return f"<IdlePool idle={len(self._idle)}/{self.max_idle}>"
