@@ -105,6 +105,7 @@ class RunResult:
     wrk: WrkResult
     proxy_cpu_us_per_req: float | None
     backend_cpu_us_per_req: float | None
+    foreign_busy: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class Bench:
     backend_port: int = 0
     targets: list[Target] = field(default_factory=list)
     results: list[RunResult] = field(default_factory=list)
+    foreign: set[str] = field(default_factory=set)  # busy processes we did not start
 
 
 # --------------------------------------------------------------------------- CLI
@@ -460,33 +462,62 @@ def start_target(stack: contextlib.ExitStack, bench: Bench, name: str, nofile: i
 # --------------------------------------------------------------------------- measuring
 
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, utime+stime+cutime+cstime) in clock ticks, or None if the process is gone."""
+@dataclass(frozen=True)
+class ProcInfo:
+    comm: str
+    ppid: int
+    ticks: int  # utime + stime + cutime + cstime
+
+
+def _proc_info(pid: int) -> ProcInfo | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return None  # gone meanwhile
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
     fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state): ppid=4, utime=14, stime=15, cutime=16, cstime=17
-    return int(fields[1]), sum(int(v) for v in fields[11:15])
+    # fields[0] is stat field 3 (state): ppid=4, utime=14, stime=15, cutime=16, cstime=17
+    return ProcInfo(comm=comm, ppid=int(fields[1]), ticks=sum(int(v) for v in fields[11:15]))
 
 
-def process_tree_ticks(root: int) -> int:
-    """CPU ticks of root and its live descendants (reaped children count via cutime/cstime)."""
-    stats: dict[int, tuple[int, int]] = {}
+def proc_table() -> dict[int, ProcInfo]:
+    table: dict[int, ProcInfo] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _proc_stat(int(entry))) is not None:
-            stats[int(entry)] = st
-    if root not in stats:
-        return 0
-    wanted, frontier = {root}, [root]
+        if entry.isdigit() and (info := _proc_info(int(entry))) is not None:
+            table[int(entry)] = info
+    return table
+
+
+def descendants(table: dict[int, ProcInfo], root: int) -> set[int]:
+    """root and all its live descendants (empty if root is gone)."""
+    wanted, frontier = ({root}, [root]) if root in table else (set(), [])
     while frontier:
         parent = frontier.pop()
-        for pid, (ppid, _) in stats.items():
-            if ppid == parent and pid not in wanted:
+        for pid, info in table.items():
+            if info.ppid == parent and pid not in wanted:
                 wanted.add(pid)
                 frontier.append(pid)
-    return sum(stats[pid][1] for pid in wanted)
+    return wanted
+
+
+def tree_ticks(table: dict[int, ProcInfo], root: int) -> int:
+    """CPU ticks of root and its live descendants (reaped children count via cutime/cstime)."""
+    return sum(table[pid].ticks for pid in descendants(table, root))
+
+
+def foreign_busy(before: dict[int, ProcInfo], after: dict[int, ProcInfo], seconds: int) -> set[str]:
+    """Processes this script did not start that used > 5% of a CPU during the run."""
+    ours = descendants(after, os.getpid())
+    limit = 0.05 * seconds * os.sysconf("SC_CLK_TCK")
+    busy: set[str] = set()
+    for pid, info in after.items():
+        old = before.get(pid)
+        kernel_thread = pid == 2 or info.ppid == 2
+        if old is None or pid in ours or kernel_thread:
+            continue
+        if info.ticks - old.ticks > limit:
+            busy.add(f"{info.comm}[{pid}]")
+    return busy
 
 
 _LAT_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
@@ -553,22 +584,24 @@ def measure(bench: Bench, target: Target, connections: int, duration: int) -> Ru
     if bench.backend is None:
         raise BenchError("the nginx backend is not running")
     _check_alive(bench, target)
-    backend_pid = bench.backend.proc.pid
-    proxy_pid = target.proxy.proc.pid if target.proxy else None
-    b0 = process_tree_ticks(backend_pid)
-    p0 = process_tree_ticks(proxy_pid) if proxy_pid else 0
+    before = proc_table()
     wrk = run_wrk(target.port, connections, duration, bench.pin)
-    p1 = process_tree_ticks(proxy_pid) if proxy_pid else 0
-    b1 = process_tree_ticks(backend_pid)
+    after = proc_table()
     _check_alive(bench, target)
-    proxy_cpu = _per_request_us(p1 - p0, wrk.requests) if proxy_pid else None
+    backend_pid = bench.backend.proc.pid
+    backend_ticks = tree_ticks(after, backend_pid) - tree_ticks(before, backend_pid)
+    proxy_cpu = None
+    if target.proxy is not None:
+        pid = target.proxy.proc.pid
+        proxy_cpu = _per_request_us(tree_ticks(after, pid) - tree_ticks(before, pid), wrk.requests)
     return RunResult(
         target=target.name,
         connections=connections,
         round_no=0,
         wrk=wrk,
         proxy_cpu_us_per_req=proxy_cpu,
-        backend_cpu_us_per_req=_per_request_us(b1 - b0, wrk.requests),
+        backend_cpu_us_per_req=_per_request_us(backend_ticks, wrk.requests),
+        foreign_busy=frozenset(foreign_busy(before, after, duration)),
     )
 
 
@@ -581,7 +614,10 @@ def run_one(bench: Bench, target: Target, connections: int, round_no: int) -> No
         log(f"ERROR: {target.name} c{connections} {label}: {exc}")
         target.failure = f"failed during c{connections} {label}: {exc}"
         return
+    if result.foreign_busy:
+        log(f"WARNING: other busy processes: {', '.join(sorted(result.foreign_busy))}")
     if round_no > 0:
+        bench.foreign.update(result.foreign_busy)
         bench.results.append(dataclasses.replace(result, round_no=round_no))
     log(
         f"{label:8} c{connections:<5} {target.name:9} {result.wrk.rps:10.0f} rps  "
@@ -716,8 +752,16 @@ def machine_header(bench: Bench) -> list[str]:
         f"- runs: wrk -t1 -cN -d{o.duration}s --latency, {o.rounds} interleaved round(s), "
         f"{o.warmup}s warm-up per target; close ratio {CLOSE_RATIO:g} on both proxies",
         "- CPU µs/req: utime+stime delta of the process tree / requests completed",
+        *contention_note(bench),
         "",
     ]
+
+
+def contention_note(bench: Bench) -> list[str]:
+    if not bench.foreign:
+        return []
+    seen = ", ".join(sorted(bench.foreign)[:12])
+    return [f"- **WARNING: other processes used CPU during the measurements** ({seen})"]
 
 
 def render_report(bench: Bench) -> str:
