@@ -48,6 +48,7 @@ class ProxyContext:
         self.connections: set[ClientProtocol] = set()
         self.draining = False
         self.access_log = config.log.access_log
+        self.now = loop.time()  # coarse clock for deadlines, refreshed by sweep()
 
     async def open_upstream(self) -> UpstreamConnection:
         """A new connection to the upstream.
@@ -73,12 +74,12 @@ class ProxyContext:
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
         conn.detach()
-        if not (conn.is_reusable and self.pool.release(conn, self.loop.time())):
+        if not (conn.is_reusable and self.pool.release(conn, self.now)):
             conn.close()
 
     def sweep(self) -> None:
         """Fire the deadlines that have passed; close idle upstream connections too old."""
-        now = self.loop.time()
+        now = self.now = self.loop.time()
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.deadline_passed(now)
         for upstream in self.pool.expired(now):

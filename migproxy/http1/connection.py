@@ -16,6 +16,7 @@ import enum
 
 from migproxy.errors import RemoteProtocolError
 from migproxy.http1.events import (
+    END_OF_MESSAGE,
     NEED_DATA,
     PAUSED,
     BodyKind,
@@ -84,6 +85,9 @@ class _Reader:
 
     def _find_head(self) -> int:
         buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n\r\n", pos)
+        if end > pos and end + 4 - pos <= self.max_head_bytes:
+            return end + 4  # the common case: a whole head, no leading empty line
         # RFC 9112 §2.2: ignore empty lines before a request line or status line.
         while buf.startswith(b"\r\n", pos):
             pos += 2
@@ -145,6 +149,9 @@ class RequestReader(_Reader):
         state = self.state
         try:
             if state is ReaderState.BODY:
+                if self._body is EMPTY_BODY:  # the common bodiless request, without a call
+                    self.state = ReaderState.DONE
+                    return END_OF_MESSAGE
                 return self._read_body()
             if state is ReaderState.HEAD:
                 return self._read_head()

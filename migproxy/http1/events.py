@@ -37,6 +37,9 @@ class RequestHead:
     keep_alive: bool
     expect_continue: bool
     upgrade: bytes | None
+    connection: list[bytes] | None = None  # Connection tokens, lower case
+    has_hop_by_hop: bool = True  # a field the proxy must not forward is present
+    start_line: bytes = b""  # the request line as received, with its CRLF
 
 
 @dataclass(slots=True)
@@ -50,6 +53,9 @@ class ResponseHead:
     body: BodyKind
     length: int
     keep_alive: bool  # the upstream will keep its connection open after this response
+    connection: list[bytes] | None = None  # Connection tokens, lower case
+    has_hop_by_hop: bool = True  # a field the proxy must not forward is present
+    start_line: bytes = b""  # the status line as received, with its CRLF
 
     @property
     def is_informational(self) -> bool:

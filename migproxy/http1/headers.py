@@ -1,11 +1,12 @@
-# Header fields as the proxy needs them: the raw lines as received (forwarded byte for byte)
-# next to their lower-cased names (looked up), plus the comma-list helpers of RFC 9110 §5.6.1
-# and the hop-by-hop rules of RFC 9110 §7.6.1.
+# Header fields as the proxy needs them. A Fields object wraps the raw field block of a head
+# (every line ending in CRLF, exactly as received) and splits it into lines and lower-cased
+# names only when someone asks: the common exchange forwards the block untouched.
 #
-# Rule: a Fields object never re-serialises a line it did not have to touch; the proxy drops
-# lines, it does not rewrite them.
+# Also here: the comma-list helpers of RFC 9110 §5.6.1 and the hop-by-hop rules of
+# RFC 9110 §7.6.1. Rule: the proxy drops lines; it never rewrites a line it keeps.
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 # RFC 9110 §7.6.1 and common practice: fields that describe one hop only. Connection also names
@@ -21,25 +22,43 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# Removes every line of a static hop-by-hop field from a validated field block, in one pass.
+_HOP_BY_HOP_LINES = re.compile(
+    rb"^(?:" + b"|".join(sorted(HOP_BY_HOP)) + rb"):[^\r]*\r\n", re.IGNORECASE | re.MULTILINE
+)
+# Connection tokens never honoured as field names to remove: the options (they name no field),
+# and the fields that frame or route the message. Dropping Content-Length or Host because a
+# peer listed them in Connection would let that peer change how the next hop frames the
+# message: request smuggling by another name.
+CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+_NEVER_DROPPED = CONNECTION_OPTIONS | {b"content-length", b"host"}
 
 
 class Fields:
-    """The field lines of one head: `lines[i]` is the raw "Name: value" of `names[i]`."""
+    """The field block of one head: `raw` as received, `lines[i]` is the line of `names[i]`."""
 
-    __slots__ = ("lines", "names")
+    __slots__ = ("raw", "_lines", "_names")
 
-    def __init__(self, lines: list[bytes], names: list[bytes]) -> None:
-        self.lines = lines
-        self.names = names
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw  # validated field lines, each ending in CRLF; b"" when there are none
+        self._lines: list[bytes] | None = None
+        self._names: list[bytes] | None = None
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Fields:
-        lines: list[bytes] = []
-        names: list[bytes] = []
-        for name, value in pairs:
-            lines.append(name + b": " + value)
-            names.append(name.lower())
-        return cls(lines, names)
+        return cls(b"".join(name + b": " + value + b"\r\n" for name, value in pairs))
+
+    @property
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = self.raw[:-2].split(b"\r\n") if self.raw else []
+        return self._lines
+
+    @property
+    def names(self) -> list[bytes]:
+        if self._names is None:
+            self._names = [line[: line.index(b":")].lower() for line in self.lines]
+        return self._names
 
     def get_all(self, name: bytes) -> list[bytes]:
         """All values of `name` (lower case), leading and trailing whitespace removed."""
@@ -60,17 +79,18 @@ class Fields:
 
     def tokens(self, name: bytes) -> list[bytes]:
         """The lower-cased comma-separated tokens of every `name` line (RFC 9110 §5.6.1)."""
-        out: list[bytes] = []
-        for value in self.get_all(name):
-            for token in value.lower().split(b","):
-                token = token.strip(b" \t")
-                if token:
-                    out.append(token)
-        return out
+        return split_tokens(self.get_all(name))
 
     def without(self, drop: frozenset[bytes] | set[bytes]) -> list[bytes]:
         """The raw lines whose names are not in `drop`."""
         return [line for line, n in zip(self.lines, self.names, strict=True) if n not in drop]
+
+    def without_hop_by_hop(self, connection: list[bytes]) -> bytes:
+        """The field block without hop-by-hop fields, given the message's Connection tokens."""
+        drop = hop_by_hop_names(connection)
+        if drop is HOP_BY_HOP:
+            return _HOP_BY_HOP_LINES.sub(b"", self.raw)
+        return b"".join(line + b"\r\n" for line in self.without(drop))
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -79,8 +99,20 @@ class Fields:
         return f"Fields({self.lines!r})"
 
 
+def split_tokens(values: list[bytes]) -> list[bytes]:
+    """The lower-cased tokens of comma-separated list values, empty elements skipped."""
+    out: list[bytes] = []
+    for value in values:
+        for token in value.lower().split(b","):
+            token = token.strip(b" \t")
+            if token:
+                out.append(token)
+    return out
+
+
 def hop_by_hop_names(connection_tokens: list[bytes]) -> frozenset[bytes] | set[bytes]:
     """The field names to strip from a message whose Connection header lists these tokens."""
-    if not connection_tokens:
+    extra = [t for t in connection_tokens if t not in _NEVER_DROPPED]
+    if not extra:
         return HOP_BY_HOP
-    return HOP_BY_HOP.union(connection_tokens)
+    return HOP_BY_HOP.union(extra)

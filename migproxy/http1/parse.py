@@ -2,8 +2,10 @@
 #
 # Strategy: the whole field block is validated by one compiled regular expression (C speed)
 # before anything is looked at, so obs-fold (RFC 9112 §5.2), bare CR or LF, NUL and other
-# control bytes, and invalid field names can never reach the framing logic. Then the block is
-# split into lines. benchmarks/parser_bench.py measures this against httptools and h11.
+# control bytes, and invalid field names can never reach the framing logic. A second regular
+# expression then pulls out, in one pass, only the fields that decide framing, keep-alive and
+# forwarding; the block itself is forwarded as received unless a hop-by-hop field must go.
+# benchmarks/parser_bench.py measures this against httptools and h11.
 #
 # Framing rules (RFC 9112 §6): a request with both Content-Length and Transfer-Encoding, with
 # several or malformed Content-Length values, or with a Transfer-Encoding other than a single
@@ -14,7 +16,7 @@ import re
 
 from migproxy.errors import RemoteProtocolError
 from migproxy.http1.events import BodyKind, RequestHead, ResponseHead
-from migproxy.http1.headers import Fields
+from migproxy.http1.headers import Fields, split_tokens
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # field-line = field-name ":" OWS field-value OWS; field-value bytes are VCHAR, obs-text, SP, HTAB.
@@ -22,12 +24,47 @@ _FIELD_BLOCK = re.compile(rb"(?:" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*"
 _FIELD_LINE = re.compile(rb"(" + _TCHAR + rb"+):[\t\x20-\x7e\x80-\xff]*")
 _REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_INTERESTING = frozenset(
-    {b"content-length", b"transfer-encoding", b"connection", b"host", b"expect", b"upgrade"}
+# The fields that matter to the proxy, found in the lower-cased block in one pass.
+_HOP_BY_HOP_NAMES = b"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
+# Each field line follows an LF (the block is searched from the LF that ends the start line);
+# the literal LF prefix lets the regex engine skip to candidate positions quickly.
+_SPECIAL = re.compile(
+    rb"\n(content-length|host|expect|x-forwarded-proto|" + _HOP_BY_HOP_NAMES + rb"):[ \t]*([^\r]*)"
 )
+# x-forwarded-proto is set by the proxy itself, never trusted from a client.
+_HOP_BY_HOP_OR_PROTO = frozenset(_HOP_BY_HOP_NAMES.split(b"|")) | {b"x-forwarded-proto"}
 _NO_BODY_STATUS = frozenset({204, 304})
+_NO_FIELDS: dict[bytes, bytes] = {}
+_NO_TOKENS: list[bytes] = []  # shared: callers never mutate token lists
+
+
+def _special_fields(buf: bytes, start: int, end: int) -> dict[bytes, bytes]:
+    """The fields that decide framing, keep-alive and forwarding, by lower-case name.
+
+    `buf[start:end]` is the field block preceded by the LF that ends the start line.
+
+    A field that appears on several lines gets its values joined with commas, which is what
+    a list-based field means (RFC 9110 §5.3) and makes a repeated Content-Length or Host
+    invalid by construction (neither may contain a comma).
+    """
+    if end - start < 2:
+        return _NO_FIELDS
+    pairs = _SPECIAL.findall(buf[start:end].lower())
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        fields = {}
+        for name, value in pairs:
+            fields[name] = fields[name] + b"," + value if name in fields else value
+    return fields
+
+
+def _tokens(value: bytes | None) -> list[bytes]:
+    if value is None:
+        return _NO_TOKENS
+    if b"," not in value:
+        return [value.strip(b" \t")]
+    return split_tokens([value])
 
 
 def find_head_end(buf: bytes, start: int, max_bytes: int) -> int:
@@ -49,15 +86,13 @@ def find_head_end(buf: bytes, start: int, max_bytes: int) -> int:
 
 
 def split_fields(buf: bytes, start: int, end: int, max_fields: int) -> Fields:
-    """Validate and split the field block `buf[start:end]` (each line ends with CRLF)."""
+    """Validate the field block `buf[start:end]` (each line ends with CRLF) as Fields."""
     if _FIELD_BLOCK.fullmatch(buf, start, end) is None:
         raise RemoteProtocolError(_field_block_reason(buf[start:end]))
-    if start == end:
-        return Fields([], [])
-    lines = buf[start : end - 2].split(b"\r\n")
-    if len(lines) > max_fields:
+    raw = buf[start:end]
+    if len(raw) > max_fields * 4 and raw.count(b"\n") > max_fields:  # a line is >= 4 bytes
         raise RemoteProtocolError(f"more than {max_fields} header fields", 431)
-    return Fields(lines, [line[: line.index(b":")].lower() for line in lines])
+    return Fields(raw)
 
 
 def _field_block_reason(block: bytes) -> str:
@@ -90,24 +125,45 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
     method, target, major, minor = m.groups()
     if major != b"1":
         raise RemoteProtocolError("HTTP version not supported", 505)
-    version = 11 if minor != b"0" else 10
+    version = 10 if minor == b"0" else 11
     fields = split_fields(buf, line_end + 2, end - 2, max_fields)
-    _check_target(method, target)
-    present = _INTERESTING.intersection(fields.names)
-    body, length = _request_framing(fields, present, version)
-    connection = fields.tokens(b"connection") if b"connection" in present else []
+    if target[:1] != b"/" or method == b"CONNECT":
+        _check_target(method, target)
+    special = _special_fields(buf, line_end + 1, end - 2)
+    if b"transfer-encoding" in special or b"content-length" in special:
+        body, length = _request_framing(special, version)
+    else:
+        body, length = BodyKind.NONE, 0
+    connection = _tokens(special.get(b"connection"))
     if version == 11:
         keep_alive = b"close" not in connection
-        _check_host(fields, present)
+        host = special.get(b"host")
+        if host is None or b"," in host:  # RFC 9112 §3.2
+            raise RemoteProtocolError("HTTP/1.1 request needs exactly one Host header")
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
     upgrade = None
-    if b"upgrade" in present and b"upgrade" in connection and version == 11:
-        upgrade = fields.get(b"upgrade")
-    expect = b"expect" in present and fields.get(b"expect") == b"100-continue" and version == 11
+    if b"upgrade" in special and b"upgrade" in connection and version == 11:
+        upgrade = fields.get(b"upgrade") or None
+    expect = b"expect" in special and version == 11 and _is_100_continue(special[b"expect"])
     return RequestHead(
-        method, target, version, fields, body, length, keep_alive, expect, upgrade or None
+        method,
+        target,
+        version,
+        fields,
+        body,
+        length,
+        keep_alive,
+        expect,
+        upgrade,
+        connection,
+        not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
+        buf[start : line_end + 2] if version == 11 else b"",
     )
+
+
+def _is_100_continue(value: bytes) -> bool:
+    return value.rstrip(b" \t") == b"100-continue"
 
 
 def _check_target(method: bytes, target: bytes) -> None:
@@ -120,41 +176,36 @@ def _check_target(method: bytes, target: bytes) -> None:
     raise RemoteProtocolError("invalid request target")
 
 
-def _check_host(fields: Fields, present: frozenset[bytes]) -> None:
-    # RFC 9112 §3.2: a 1.1 request without Host, or with several, gets 400.
-    if b"host" not in present or fields.names.count(b"host") != 1:
-        raise RemoteProtocolError("HTTP/1.1 request needs exactly one Host header")
-
-
-def _request_framing(
-    fields: Fields, present: frozenset[bytes], version: int
-) -> tuple[BodyKind, int]:
-    if b"transfer-encoding" in present:
-        if b"content-length" in present:
+def _request_framing(special: dict[bytes, bytes], version: int) -> tuple[BodyKind, int]:
+    te = special.get(b"transfer-encoding")
+    cl = special.get(b"content-length")
+    if te is not None:
+        if cl is not None:
             raise RemoteProtocolError("both Content-Length and Transfer-Encoding")
         if version == 10:
             # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
             raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request")
-        codings = fields.tokens(b"transfer-encoding")
+        codings = _tokens(te)
         if not codings or codings[-1] != b"chunked":
             raise RemoteProtocolError("Transfer-Encoding must end with chunked")
         if codings != [b"chunked"]:
             raise RemoteProtocolError("transfer coding not implemented", 501)
         return BodyKind.CHUNKED, 0
-    if b"content-length" in present:
-        length = _content_length(fields)
+    if cl is not None:
+        length = _content_length(cl)
         if length < 0:
             raise RemoteProtocolError("invalid or repeated Content-Length")
         return (BodyKind.LENGTH, length) if length else (BodyKind.NONE, 0)
     return BodyKind.NONE, 0
 
 
-def _content_length(fields: Fields) -> int:
-    """The single Content-Length value, or -1 if there are several or it is malformed."""
-    values = fields.get_all(b"content-length")
-    if len(values) != 1 or _DIGITS.fullmatch(values[0]) is None:
+def _content_length(value: bytes) -> int:
+    """The Content-Length value, or -1 if it is a list (several values) or malformed."""
+    value = value.rstrip(b" \t")
+    # bytes.isdigit() is ASCII-only; 18 digits keep the value far below 2**63.
+    if not value.isdigit() or len(value) > 18:
         return -1
-    return int(values[0])
+    return int(value)
 
 
 def parse_response_head(
@@ -178,37 +229,50 @@ def parse_response_head(
         fields = split_fields(buf, line_end + 2, end - 2, max_fields)
     except RemoteProtocolError as err:
         raise RemoteProtocolError(f"upstream: {err.reason}", 502) from None
-    present = _INTERESTING.intersection(fields.names)
-    body, length = _response_framing(fields, present, status, request_method)
-    connection = fields.tokens(b"connection") if b"connection" in present else []
+    special = _special_fields(buf, line_end + 1, end - 2)
+    body, length = _response_framing(special, status, request_method)
+    connection = _tokens(special.get(b"connection"))
     if version == 11:
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
     if body is BodyKind.UNTIL_CLOSE:
         keep_alive = False
-    return ResponseHead(status, reason or b"", version, fields, body, length, keep_alive)
+    return ResponseHead(
+        status,
+        reason or b"",
+        version,
+        fields,
+        body,
+        length,
+        keep_alive,
+        connection,
+        not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
+        buf[start : line_end + 2] if version == 11 and reason else b"",
+    )
 
 
 def _response_framing(
-    fields: Fields, present: frozenset[bytes], status: int, method: bytes
+    special: dict[bytes, bytes], status: int, method: bytes
 ) -> tuple[BodyKind, int]:
     # RFC 9112 §6.3, in order.
     if method == b"HEAD" or status < 200 or status in _NO_BODY_STATUS:
         return BodyKind.NONE, 0
-    if b"transfer-encoding" in present:
-        if b"content-length" in present:
+    te = special.get(b"transfer-encoding")
+    cl = special.get(b"content-length")
+    if te is not None:
+        if cl is not None:
             raise RemoteProtocolError(
                 "upstream sent both Content-Length and Transfer-Encoding", 502
             )
-        codings = fields.tokens(b"transfer-encoding")
+        codings = _tokens(te)
         if codings == [b"chunked"]:
             return BodyKind.CHUNKED, 0
         if codings and codings[-1] == b"chunked":
             raise RemoteProtocolError("upstream used a transfer coding we cannot forward", 502)
         return BodyKind.UNTIL_CLOSE, 0
-    if b"content-length" in present:
-        length = _content_length(fields)
+    if cl is not None:
+        length = _content_length(cl)
         if length < 0:
             raise RemoteProtocolError("upstream sent an invalid Content-Length", 502)
         return BodyKind.LENGTH, length

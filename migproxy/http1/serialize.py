@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migproxy.http1.events import BodyKind, RequestHead, ResponseHead
-from migproxy.http1.headers import HOP_BY_HOP, hop_by_hop_names
+from migproxy.http1.headers import Fields
 
-_FORWARDED_MODES = ("x-forwarded", "forwarded", "none")
-_REQUEST_DROP = HOP_BY_HOP | {b"x-forwarded-proto"}
+_CLIENT_PROTO = frozenset({b"x-forwarded-proto"})
 _STATUS_REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -27,7 +26,7 @@ _STATUS_REASONS = {
 class ForwardingRules:
     """What the proxy adds to a forwarded request: X-Forwarded-*/Forwarded, Via, a Host."""
 
-    forwarded: str = "x-forwarded"  # one of _FORWARDED_MODES
+    forwarded: str = "x-forwarded"  # "x-forwarded", "forwarded" or "none"
     via: bool = False
     default_host: bytes = b"localhost"  # for HTTP/1.0 requests that carry no Host
 
@@ -35,37 +34,34 @@ class ForwardingRules:
 def request_head_bytes(head: RequestHead, client_ip: bytes, rules: ForwardingRules) -> bytes:
     """The head to send upstream for `head`, always as HTTP/1.1."""
     fields = head.fields
-    if b"connection" in fields.names:
-        drop = hop_by_hop_names(fields.tokens(b"connection")) | {b"x-forwarded-proto"}
-        lines = fields.without(drop)
-    elif _REQUEST_DROP.isdisjoint(fields.names):
-        lines = fields.lines
-    else:
-        lines = fields.without(_REQUEST_DROP)
+    block = fields.raw
+    if head.has_hop_by_hop:
+        block = fields.without_hop_by_hop(head.connection or [])
+        if b"x-forwarded-proto" in block.lower():  # ours replaces the client's
+            block = b"".join(line + b"\r\n" for line in Fields(block).without(_CLIENT_PROTO))
     extra = _forwarding_lines(client_ip, rules)
     if head.body is BodyKind.CHUNKED:
-        extra.append(b"Transfer-Encoding: chunked")
+        extra += b"Transfer-Encoding: chunked\r\n"
     if head.upgrade is not None:
-        extra.append(b"Connection: upgrade")
-        extra.append(b"Upgrade: " + head.upgrade)
+        extra += b"Connection: upgrade\r\nUpgrade: " + head.upgrade + b"\r\n"
     if head.version == 10 and b"host" not in fields.names:
-        extra.append(b"Host: " + rules.default_host)
-    start = b"%b %b HTTP/1.1\r\n" % (head.method, head.target)
-    return start + b"\r\n".join(lines + extra) + b"\r\n\r\n"
+        extra += b"Host: " + rules.default_host + b"\r\n"
+    start = head.start_line or b"%b %b HTTP/1.1\r\n" % (head.method, head.target)
+    return b"".join((start, block, extra, b"\r\n"))
 
 
-def _forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> list[bytes]:
+def _forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> bytes:
     # Repeating a list-based field is the same as appending to it (RFC 9110 §5.3), so the
     # client's own X-Forwarded-For lines are kept and ours is added after them.
     if rules.forwarded == "x-forwarded":
-        out = [b"X-Forwarded-For: " + client_ip, b"X-Forwarded-Proto: http"]
+        out = b"X-Forwarded-For: " + client_ip + b"\r\nX-Forwarded-Proto: http\r\n"
     elif rules.forwarded == "forwarded":
         node = b'"[' + client_ip + b']"' if b":" in client_ip else client_ip
-        out = [b"Forwarded: for=" + node + b";proto=http"]
+        out = b"Forwarded: for=" + node + b";proto=http\r\n"
     else:
-        out = []
+        out = b""
     if rules.via:
-        out.append(b"Via: 1.1 migproxy")
+        out += b"Via: 1.1 migproxy\r\n"
     return out
 
 
@@ -81,29 +77,24 @@ def response_head_bytes(
         via: add a Via field.
     """
     fields = head.fields
-    if b"connection" in fields.names:
-        lines = fields.without(hop_by_hop_names(fields.tokens(b"connection")))
-    elif HOP_BY_HOP.isdisjoint(fields.names):
-        lines = fields.lines
-    else:
-        lines = fields.without(HOP_BY_HOP)
-    if chunked:
-        lines.append(b"Transfer-Encoding: chunked")
+    block = fields.without_hop_by_hop(head.connection or []) if head.has_hop_by_hop else fields.raw
     if head.status == 101:
-        lines.append(b"Connection: upgrade")
         upgrade = fields.get(b"upgrade")
+        extra = b"Connection: upgrade\r\n"
         if upgrade is not None:
-            lines.append(b"Upgrade: " + upgrade)
+            extra += b"Upgrade: " + upgrade + b"\r\n"
     elif close:
-        lines.append(b"Connection: close")
+        extra = b"Connection: close\r\n"
     elif client_version == 10 and head.status >= 200:
-        lines.append(b"Connection: keep-alive")
+        extra = b"Connection: keep-alive\r\n"
+    else:
+        extra = b""
+    if chunked:
+        extra += b"Transfer-Encoding: chunked\r\n"
     if via:
-        lines.append(b"Via: 1.1 migproxy")
-    start = b"HTTP/1.1 %d %b\r\n" % (head.status, head.reason)
-    if not lines:
-        return start + b"\r\n"
-    return start + b"\r\n".join(lines) + b"\r\n\r\n"
+        extra += b"Via: 1.1 migproxy\r\n"
+    start = head.start_line or b"HTTP/1.1 %d %b\r\n" % (head.status, head.reason)
+    return b"".join((start, block, extra, b"\r\n"))
 
 
 def error_response_bytes(status: int, reason: str, *, close: bool) -> bytes:

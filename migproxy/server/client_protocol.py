@@ -15,7 +15,11 @@
 #   until the client closes or the linger time passes. Closing with unread input would make
 #   the kernel send a reset, which can destroy the response the client has not read yet.
 # - Timeouts: one deadline per connection, checked by ProxyContext.sweep(); its meaning
-#   follows the phase (see Phase).
+#   follows the phase (see Phase). Deadlines are computed from ProxyContext.now, a clock the
+#   sweep refreshes, so they are exact to one sweep interval and cost no clock read per event.
+# - Output is corked: the pieces of a response produced from one read of the upstream (head,
+#   body, last chunk) leave in one write, and likewise for requests, so a small exchange costs
+#   one send() each way.
 from __future__ import annotations
 
 import asyncio
@@ -92,6 +96,8 @@ class ClientProtocol(asyncio.Protocol):
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
+        self._client_out: list[bytes] = []  # corked response bytes, see flush_client()
+        self._upstream_out: list[bytes] = []  # corked request bytes, see _flush_upstream()
 
     # asyncio.Protocol callbacks
 
@@ -101,7 +107,7 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode("ascii")
-        self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+        self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
         self.ctx.connections.add(self)
         if self.ctx.draining:
             self.shutdown()
@@ -112,9 +118,9 @@ class ClientProtocol(asyncio.Protocol):
             return  # draining input after an announced close
         if phase is Phase.IDLE:
             self.phase = Phase.HEAD
-            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+            self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
         elif phase is Phase.BODY:
-            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.body_timeout
+            self.deadline = self.ctx.now + self.ctx.config.limits.body_timeout
         self.reader.receive_data(data)
         self._process_requests()
 
@@ -152,6 +158,7 @@ class ClientProtocol(asyncio.Protocol):
             try:
                 ev = reader.next_event()
             except RemoteProtocolError as err:
+                self._upstream_out.clear()
                 self._client_error(err.status_hint, err.reason)
                 return
             if type(ev) is Data:
@@ -161,12 +168,26 @@ class ClientProtocol(asyncio.Protocol):
             elif type(ev) is EndOfMessage:
                 self._end_request(ev.trailers)
             elif type(ev) is ConnectionClosed:
+                self._flush_upstream()
                 self._client_closed()
                 return
             else:
+                self._flush_upstream()
                 if reader.buffered > MAX_BACKLOG:
                     self._block_reading(_BLOCK_BACKLOG)  # pipelined requests wait their turn
                 return
+
+    def _flush_upstream(self) -> None:
+        out = self._upstream_out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if self._upstream is not None:
+            self._upstream.send(data)
+        elif self._connecting is not None:
+            self._to_backlog(data)
+        # else: the exchange already failed and was answered; the rest of the body is dropped
 
     def _start_exchange(self, head: RequestHead) -> None:
         ctx = self.ctx
@@ -178,18 +199,16 @@ class ClientProtocol(asyncio.Protocol):
         self._close_after = False
         if head.body is BodyKind.NONE:
             self.phase = Phase.WAIT
-            self.deadline = ctx.loop.time() + ctx.config.upstream.response_timeout
+            self.deadline = ctx.now + ctx.config.upstream.response_timeout
         else:
             self.phase = Phase.BODY
-            self.deadline = ctx.loop.time() + ctx.config.limits.body_timeout
-        data = request_head_bytes(head, self.client_ip, ctx.rules)
-        conn = ctx.pool.acquire(ctx.loop.time())
+            self.deadline = ctx.now + ctx.config.limits.body_timeout
+        self._upstream_out.append(request_head_bytes(head, self.client_ip, ctx.rules))
+        conn = ctx.pool.acquire(ctx.now)
         if conn is not None:
             self._upstream = conn
             conn.attach(self, head.method)
-            conn.send(data)
         else:
-            self._to_backlog(data)
             self._connecting = ctx.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -220,33 +239,23 @@ class ClientProtocol(asyncio.Protocol):
         assert self._request is not None
         if self._request.body is BodyKind.CHUNKED and self.phase is not Phase.TUNNEL:
             data = encode_chunk(data)
-        if self._upstream is not None:
-            self._upstream.send(data)
-        elif self._connecting is not None:
-            self._to_backlog(data)
-        # else: the exchange already failed and was answered; the rest of the body is dropped
+        self._upstream_out.append(data)
 
     def _end_request(self, trailers: list[bytes]) -> None:
         request = self._request
         if request is None:
             return
         if request.body is BodyKind.CHUNKED:
-            self._forward_body_raw(encode_last_chunk(trailers))
+            self._upstream_out.append(encode_last_chunk(trailers))
         self._request_done = True
         if self.phase is Phase.BODY:
             self.phase = Phase.WAIT
-            self.deadline = self.ctx.loop.time() + self.ctx.config.upstream.response_timeout
-
-    def _forward_body_raw(self, data: bytes) -> None:
-        if self._upstream is not None:
-            self._upstream.send(data)
-        elif self._connecting is not None:
-            self._to_backlog(data)
+            self.deadline = self.ctx.now + self.ctx.config.upstream.response_timeout
 
     def _client_closed(self) -> None:
         # The client shut its sending side at a message boundary: finish what is in flight.
         if self._request is None:
-            self._close()
+            self._hard_close()  # nothing left to read, so closing cannot cause a reset
         elif self.phase is Phase.TUNNEL and self._upstream is not None:
             self._upstream.send_eof()
         else:
@@ -259,7 +268,7 @@ class ClientProtocol(asyncio.Protocol):
         assert request is not None and self.transport is not None
         ctx = self.ctx
         if self.phase is Phase.WAIT:
-            self.deadline = ctx.loop.time() + ctx.config.upstream.response_timeout
+            self.deadline = ctx.now + ctx.config.upstream.response_timeout
         if head.status < 200:
             self._interim_response(head, request)
             return
@@ -281,7 +290,7 @@ class ClientProtocol(asyncio.Protocol):
         self._close_after = decision.close
         self._out_chunked = chunked
         self._response_started = True
-        self.transport.write(
+        self._client_out.append(
             response_head_bytes(
                 head,
                 close=decision.close,
@@ -297,7 +306,7 @@ class ClientProtocol(asyncio.Protocol):
             if request.upgrade is None:
                 self.upstream_failed(UpstreamProtocolError("upstream switched protocols unasked"))
                 return
-            self.transport.write(
+            self._client_out.append(
                 response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
             )
             self._response_started = True
@@ -307,25 +316,28 @@ class ClientProtocol(asyncio.Protocol):
             self._request_done = True
             return
         if request.version == 11:  # HTTP/1.0 clients do not understand 1xx (RFC 9110 §15.2)
-            self.transport.write(
+            self._client_out.append(
                 response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
             )
 
     def response_data(self, data: bytes) -> None:
-        assert self.transport is not None
         if self.phase is Phase.WAIT:
-            self.deadline = self.ctx.loop.time() + self.ctx.config.upstream.response_timeout
-        if self.phase is Phase.TUNNEL:
-            self.transport.write(data)
-        elif self._out_chunked:
-            self.transport.write(encode_chunk(data))
-        else:
-            self.transport.write(data)
+            self.deadline = self.ctx.now + self.ctx.config.upstream.response_timeout
+        if self._out_chunked and self.phase is not Phase.TUNNEL:
+            data = encode_chunk(data)
+        self._client_out.append(data)
+
+    def flush_client(self) -> None:
+        """Write the corked response bytes (called after each batch of upstream events)."""
+        out = self._client_out
+        if out and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def response_end(self, trailers: list[bytes]) -> None:
-        assert self.transport is not None
         if self._out_chunked:
-            self.transport.write(encode_last_chunk(trailers))
+            self._client_out.append(encode_last_chunk(trailers))
+        self.flush_client()
         conn, self._upstream = self._upstream, None
         if conn is not None:
             if self._request_done:
@@ -333,16 +345,17 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 conn.close()
         self._request = None
+        self._response_started = False
         if self._close_after:
             self._close()
             return
         self.phase = Phase.IDLE
-        self.deadline = self.ctx.loop.time() + self.ctx.config.limits.keepalive_timeout
+        self.deadline = self.ctx.now + self.ctx.config.limits.keepalive_timeout
         self.reader.start_next_cycle()
         self._unblock_reading(_BLOCK_BACKLOG)
         if self.reader.buffered:
             self.phase = Phase.HEAD
-            self.deadline = self.ctx.loop.time() + self.ctx.config.limits.head_timeout
+            self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
             self._process_requests()
 
     def upstream_failed(self, err: UpstreamError) -> None:
@@ -359,6 +372,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         log.warning("%s: upstream %s: %s", self.client_ip.decode(), err.kind, err)
         if self._response_started:
+            self.flush_client()
             self._abort()  # the client must not take a truncated response as complete
         else:
             keep = self._request_done and self._request.keep_alive and not self.ctx.draining
@@ -378,13 +392,13 @@ class ClientProtocol(asyncio.Protocol):
         if conn is not None:
             conn.abort()
         if self._response_started:
+            self.flush_client()
             self._abort()
         else:
             self._answer_error(status, reason, close=True)
 
     def _answer_error(self, status: int, reason: str, *, close: bool) -> None:
-        assert self.transport is not None
-        self.transport.write(error_response_bytes(status, reason, close=close))
+        self._client_out.append(error_response_bytes(status, reason, close=close))
         self._response_started = True
         self._out_chunked = False
         self._close_after = close
@@ -413,7 +427,7 @@ class ClientProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.phase = Phase.LINGER
-        self.deadline = self.ctx.loop.time() + self.ctx.config.close.linger
+        self.deadline = self.ctx.now + self.ctx.config.close.linger
         self.reader.discard_buffer()
         self._read_blocked = 0
         transport.resume_reading()

@@ -27,12 +27,13 @@ class ResponseSink(Protocol):
     def response_end(self, trailers: list[bytes]) -> None: ...
     def upstream_failed(self, err: UpstreamError) -> None: ...
     def upstream_writable(self, writable: bool) -> None: ...
+    def flush_client(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to the upstream, reused across exchanges."""
 
-    __slots__ = ("transport", "reader", "owner", "idle_since", "closed")
+    __slots__ = ("transport", "reader", "owner", "idle_since", "closed", "keep_alive")
 
     def __init__(self, max_head_bytes: int, max_fields: int) -> None:
         self.transport: asyncio.Transport | None = None
@@ -40,6 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.owner: ResponseSink | None = None
         self.idle_since = 0.0
         self.closed = False
+        self.keep_alive = True  # the last final response let the connection stay open
 
     @property
     def is_usable(self) -> bool:
@@ -49,7 +51,10 @@ class UpstreamConnection(asyncio.Protocol):
     def is_reusable(self) -> bool:
         """The last response ended cleanly and left nothing unread: it can carry another."""
         return (
-            not self.closed and self.reader.state is ReaderState.DONE and self.reader.buffered == 0
+            self.keep_alive
+            and not self.closed
+            and self.reader.state is ReaderState.DONE
+            and self.reader.buffered == 0
         )
 
     def attach(self, owner: ResponseSink, method: bytes) -> None:
@@ -139,6 +144,8 @@ class UpstreamConnection(asyncio.Protocol):
             if type(ev) is Data:
                 owner.response_data(ev.data)
             elif type(ev) is ResponseHead:
+                if ev.status >= 200:
+                    self.keep_alive = ev.keep_alive
                 owner.response_head(ev)
             elif type(ev) is EndOfMessage:
                 owner.response_end(ev.trailers)
@@ -147,6 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
                 owner.upstream_failed(UpstreamClosed("upstream closed before responding"))
                 return
             else:
+                owner.flush_client()
                 return
 
     def __repr__(self) -> str:
