@@ -93,6 +93,8 @@ class ClientProtocol(asyncio.Protocol):
         # The exchange in flight (valid while _request is not None).
         self._request: RequestHead | None = None
         self._request_done = False
+        self._response_done = False  # the response ended before the request body did
+        self._continue_sent = False
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
@@ -194,6 +196,8 @@ class ClientProtocol(asyncio.Protocol):
         self.requests += 1
         self._request = head
         self._request_done = False
+        self._response_done = False
+        self._continue_sent = False
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
@@ -248,7 +252,10 @@ class ClientProtocol(asyncio.Protocol):
         if request.body is BodyKind.CHUNKED:
             self._upstream_out.append(encode_last_chunk(trailers))
         self._request_done = True
-        if self.phase is Phase.BODY:
+        if self._response_done:
+            self._upstream_out.clear()
+            self._next_cycle()
+        elif self.phase is Phase.BODY:
             self.phase = Phase.WAIT
             self.deadline = self.ctx.now + self.ctx.config.upstream.response_timeout
 
@@ -274,8 +281,10 @@ class ClientProtocol(asyncio.Protocol):
             return
         chunked = head.body is BodyKind.CHUNKED and request.version == 11
         required = None
-        if not self._request_done:
-            required = CloseReason.ERROR  # early response: the rest of the body is unframed
+        if not self._request_done and request.expect_continue and not self._continue_sent:
+            # RFC 9110 §10.1.1: a client still waiting for 100 may never send its body, so
+            # an early final response must say the connection will not be read further.
+            required = CloseReason.ERROR
         elif head.body is BodyKind.UNTIL_CLOSE or (
             head.body is BodyKind.CHUNKED and request.version == 10
         ):
@@ -316,6 +325,7 @@ class ClientProtocol(asyncio.Protocol):
             self._request_done = True
             return
         if request.version == 11:  # HTTP/1.0 clients do not understand 1xx (RFC 9110 §15.2)
+            self._continue_sent = self._continue_sent or head.status == 100
             self._client_out.append(
                 response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
             )
@@ -343,12 +353,23 @@ class ClientProtocol(asyncio.Protocol):
             if self._request_done:
                 self.ctx.release_upstream(conn)
             else:
-                conn.close()
-        self._request = None
+                conn.close()  # it may or may not still expect the rest of the body
         self._response_started = False
         if self._close_after:
+            self._request = None
             self._close()
-            return
+        elif self._request_done:
+            self._next_cycle()
+        else:
+            # An early response: the request body is still framed, so read it to its end
+            # (discarding it) and keep the connection (RFC 9110 §15, RFC 9112 §9.3).
+            self._response_done = True
+            self.phase = Phase.BODY
+            self.deadline = self.ctx.now + self.ctx.config.limits.body_timeout
+
+    def _next_cycle(self) -> None:
+        """The exchange is over on a connection that stays open: on to the next request."""
+        self._request = None
         self.phase = Phase.IDLE
         self.deadline = self.ctx.now + self.ctx.config.limits.keepalive_timeout
         self.reader.start_next_cycle()
@@ -391,7 +412,9 @@ class ClientProtocol(asyncio.Protocol):
         conn, self._upstream = self._upstream, None
         if conn is not None:
             conn.abort()
-        if self._response_started:
+        if self._response_done:
+            self._hard_close()  # the request was answered already; its body went wrong
+        elif self._response_started:
             self.flush_client()
             self._abort()
         else:

@@ -101,7 +101,9 @@ def run_proxy(
             proc = subprocess.Popen(
                 [sys.executable, "-m", "migproxy", "run", "--config", str(path)]
                 + ([] if uvloop else ["--no-uvloop"]),
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
         try:
             wait_for_port(port, proc, START_TIMEOUT)
@@ -116,7 +118,9 @@ def run_backend() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "migproxy", "demo-backend", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     try:
         wait_for_port(port, proc, START_TIMEOUT)
@@ -154,7 +158,8 @@ def run_nginx(nginx: str) -> Iterator[int]:
         conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
         proc = subprocess.Popen(
             [nginx, "-c", str(conf), "-e", f"{tmp}/error.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_for_port(port, proc, START_TIMEOUT)

@@ -42,9 +42,10 @@ def count_closes(port: int, total: int) -> tuple[int, int]:
 
 
 def test_ratio_share_over_20000_requests() -> None:
-    with ScriptedUpstream(answer_ok) as upstream, run_proxy(
-        upstream.port, close={"ratio": 0.1, "seed": 7}
-    ) as proxy:
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, close={"ratio": 0.1, "seed": 7}) as proxy,
+    ):
         closes, connections = count_closes(proxy.port, 20_000)
     share = closes / 20_000
     assert 0.085 <= share <= 0.115, share
@@ -55,9 +56,10 @@ def test_ratio_share_over_20000_requests() -> None:
 
 @pytest.mark.parametrize(("ratio", "expected"), [(0.0, 0), (1.0, 500)], ids=["never", "always"])
 def test_ratio_extremes_are_exact(ratio: float, expected: int) -> None:
-    with ScriptedUpstream(answer_ok) as upstream, run_proxy(
-        upstream.port, close={"ratio": ratio}
-    ) as proxy:
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, close={"ratio": ratio}) as proxy,
+    ):
         closes, _ = count_closes(proxy.port, 500)
     assert closes == expected
 
@@ -80,9 +82,10 @@ def test_post_on_connection_chosen_for_close_completes(backend_port: int) -> Non
 
 
 def test_pipelined_requests_after_announced_close_are_dropped() -> None:
-    with ScriptedUpstream(answer_ok) as upstream, run_proxy(
-        upstream.port, close={"ratio": 1.0}
-    ) as proxy:
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, close={"ratio": 1.0}) as proxy,
+    ):
         client = RawClient(proxy.port)
         try:
             client.send(GET * 3)
