@@ -11,7 +11,9 @@ IN_CI = os.environ.get("CI") == "true"
 
 def require_tool(name: str) -> str:
     """The path of an external tool; fail under CI when it is missing, skip elsewhere."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if path is None:
         if IN_CI:
             pytest.fail(f"{name} is required in CI (apt-get install -y {name})")

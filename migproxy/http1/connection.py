@@ -86,8 +86,8 @@ class _Reader:
     def _find_head(self) -> int:
         buf, pos = self._buf, self._pos
         end = buf.find(b"\r\n\r\n", pos)
-        if end > pos and end + 4 - pos <= self.max_head_bytes:
-            return end + 4  # the common case: a whole head, no leading empty line
+        if end > pos and end + 4 - pos <= self.max_head_bytes and buf[pos] != 13:
+            return end + 4  # the common case: a whole head, no leading empty line (13 = CR)
         # RFC 9112 §2.2: ignore empty lines before a request line or status line.
         while buf.startswith(b"\r\n", pos):
             pos += 2

@@ -71,7 +71,7 @@ class LengthBody:
         return Data(buf[pos : pos + n]), pos + n
 
     def at_eof(self) -> EndOfMessage:
-        raise RemoteProtocolError("connection closed before the body was complete", 502)
+        raise RemoteProtocolError("connection closed before the body was complete")
 
 
 class UntilCloseBody:
@@ -163,7 +163,7 @@ class ChunkedBody:
         return EndOfMessage(fields.without(_FORBIDDEN_TRAILERS)), end + 4
 
     def at_eof(self) -> EndOfMessage:
-        raise RemoteProtocolError("connection closed inside a chunked body", 502)
+        raise RemoteProtocolError("connection closed inside a chunked body")
 
 
 BodyReader = EmptyBody | LengthBody | UntilCloseBody | ChunkedBody

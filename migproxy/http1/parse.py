@@ -135,13 +135,15 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
     else:
         body, length = BodyKind.NONE, 0
     connection = _tokens(special.get(b"connection"))
+    host = special.get(b"host")
     if version == 11:
         keep_alive = b"close" not in connection
-        host = special.get(b"host")
         if host is None or b"," in host:  # RFC 9112 §3.2
             raise RemoteProtocolError("HTTP/1.1 request needs exactly one Host header")
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
+        if host is not None and b"," in host:  # RFC 9112 §3.2: never several Host lines
+            raise RemoteProtocolError("more than one Host header")
     upgrade = None
     if b"upgrade" in special and b"upgrade" in connection and version == 11:
         upgrade = fields.get(b"upgrade") or None
@@ -158,7 +160,7 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
         upgrade,
         connection,
         not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
-        buf[start : line_end + 2] if version == 11 else b"",
+        buf[start : line_end + 2] if minor == b"1" else b"",  # forwarded as HTTP/1.1
     )
 
 
@@ -225,6 +227,8 @@ def parse_response_head(
         raise RemoteProtocolError("upstream HTTP version not supported", 502)
     version = 11 if minor != b"0" else 10
     status = int(code)
+    if status < 100:  # RFC 9110 §15: three digits, 1xx to 5xx
+        raise RemoteProtocolError("invalid status code", 502)
     try:
         fields = split_fields(buf, line_end + 2, end - 2, max_fields)
     except RemoteProtocolError as err:
@@ -236,8 +240,8 @@ def parse_response_head(
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection and b"close" not in connection
-    if body is BodyKind.UNTIL_CLOSE:
-        keep_alive = False
+    if body is BodyKind.UNTIL_CLOSE or (version == 10 and b"transfer-encoding" in special):
+        keep_alive = False  # RFC 9112 §6.1: close after a 1.0 message with Transfer-Encoding
     return ResponseHead(
         status,
         reason or b"",
@@ -248,7 +252,7 @@ def parse_response_head(
         keep_alive,
         connection,
         not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
-        buf[start : line_end + 2] if version == 11 and reason else b"",
+        buf[start : line_end + 2] if minor == b"1" and reason else b"",
     )
 
 

@@ -1,0 +1,211 @@
+# Pure tests of migproxy.http1.connection.RequestReader on malformed and smuggling-prone
+# requests: each must fail with the status hint the proxy answers with (400, 431, 501 or 505),
+# whether the bytes arrive at once or one at a time, and leave the reader in ERROR.
+#
+# A proxy that guesses at framing is how request smuggling happens (RFC 9112 §6.1, §11.2), so
+# every case here is one where two reasonable parsers could disagree about where a message ends.
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from migproxy.errors import RemoteProtocolError
+from migproxy.http1.connection import ReaderState, RequestReader
+from migproxy.http1.events import NEED_DATA, PAUSED
+
+MAX_HEAD = 8192
+MAX_FIELDS = 100
+
+
+def drain(reader: RequestReader) -> None:
+    """next_event() until NEED_DATA, resuming after each PAUSED as the proxy would."""
+    while True:
+        ev = reader.next_event()
+        if ev is NEED_DATA:
+            return
+        if ev is PAUSED:
+            reader.start_next_cycle()
+
+
+def bytewise(raw: bytes) -> list[bytes]:
+    return [raw[i : i + 1] for i in range(len(raw))]
+
+
+H = b"Host: x\r\n"
+CHUNKED_POST = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+MALFORMED = [
+    # Framing (RFC 9112 §6.1, §6.3)
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+        id="cl-and-te",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        400,
+        id="te-and-cl",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        400,
+        id="two-cl-lines-same",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        400,
+        id="two-cl-lines-different",
+    ),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1,1\r\n\r\n", 400, id="cl-list"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\n", 400, id="cl-plus"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -5\r\n\r\n", 400, id="cl-minus"),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 0\r\n\r\n", 400, id="cl-space-inside"
+    ),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0x5\r\n\r\n", 400, id="cl-hex"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: a\r\n\r\n", 400, id="cl-letter"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: \r\n\r\n", 400, id="cl-empty"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5.0\r\n\r\n", 400, id="cl-float"),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: " + b"9" * 19 + b"\r\n\r\n",
+        400,
+        id="cl-19-digits",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+        id="te-chunked-gzip",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n", 400, id="te-identity"
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 400, id="te-xchunked"
+    ),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: \r\n\r\n", 400, id="te-empty"),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+        id="te-gzip-chunked",
+    ),
+    # "chunked" twice violates a sender MUST NOT (RFC 9112 §6.1); h11 answers 501 here too.
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n",
+        501,
+        id="te-chunked-chunked",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n"
+        + H
+        + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        501,
+        id="te-two-lines",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, id="te-in-http10"
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n",
+        400,
+        id="te-space-before-colon",
+    ),
+    # Field syntax (RFC 9112 §5, §2.2)
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n b\r\n\r\n", 400, id="obs-fold"),
+    pytest.param(b"GET / HTTP/1.1\r\n\tX: a\r\n" + H + b"\r\n", 400, id="obs-fold-first-line"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\rb\r\n\r\n", 400, id="bare-cr-in-value"),
+    pytest.param(b"GET / HTTP/1.1\nHost: x\n\n", 400, id="bare-lf-line-endings"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, id="bare-lf-in-field-block"),
+    pytest.param(b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400, id="bare-lf-after-request-line"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X\x00: a\r\n\r\n", 400, id="nul-in-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\x00b\r\n\r\n", 400, id="nul-in-value"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\x7f\r\n\r\n", 400, id="del-in-value"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, id="space-before-colon"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b": a\r\n\r\n", 400, id="empty-field-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X(y): a\r\n\r\n", 400, id="paren-in-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X@y: a\r\n\r\n", 400, id="at-in-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X y: a\r\n\r\n", 400, id="space-in-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"NoColon\r\n\r\n", 400, id="no-colon"),
+    # Host (RFC 9112 §3.2)
+    pytest.param(b"GET / HTTP/1.1\r\n\r\n", 400, id="missing-host-11"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, id="two-hosts-11"),
+    # §3.2: "any request message that contains more than one Host header field line" gets 400,
+    # whatever its version.
+    pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, id="two-hosts-10"),
+    # Request line (RFC 9112 §3)
+    pytest.param(b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, id="http2"),
+    pytest.param(b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, id="http3"),
+    pytest.param(b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505, id="http09-version"),
+    pytest.param(b"GET / http/1.1\r\n" + H + b"\r\n", 400, id="lower-case-version"),
+    pytest.param(b"GET / HTTP/1.10\r\n" + H + b"\r\n", 400, id="two-digit-minor"),
+    pytest.param(b"GET / HTTP/1\r\n" + H + b"\r\n", 400, id="no-minor"),
+    pytest.param(b"GET  / HTTP/1.1\r\n" + H + b"\r\n", 400, id="double-space-after-method"),
+    pytest.param(b"GET /  HTTP/1.1\r\n" + H + b"\r\n", 400, id="double-space-after-target"),
+    pytest.param(b" GET / HTTP/1.1\r\n" + H + b"\r\n", 400, id="leading-space"),
+    pytest.param(b"GET / HTTP/1.1 \r\n" + H + b"\r\n", 400, id="trailing-space"),
+    pytest.param(b"GET\t/\tHTTP/1.1\r\n" + H + b"\r\n", 400, id="tab-separators"),
+    pytest.param(b"GET HTTP/1.1\r\n" + H + b"\r\n", 400, id="missing-target"),
+    pytest.param(b"GET /\r\n\r\n", 400, id="http09-request"),
+    pytest.param(b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 400, id="bad-method-char"),
+    pytest.param(b"GET /a\x00b HTTP/1.1\r\n" + H + b"\r\n", 400, id="nul-in-target"),
+    pytest.param(b"GET index.html HTTP/1.1\r\n" + H + b"\r\n", 400, id="relative-target"),
+    pytest.param(b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, id="asterisk-with-get"),
+    pytest.param(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 501, id="connect"),
+    # Chunked bodies (RFC 9112 §7.1)
+    pytest.param(CHUNKED_POST + b"zz\r\n", 400, id="chunk-size-zz"),
+    pytest.param(CHUNKED_POST + b"-1\r\n", 400, id="chunk-size-negative"),
+    pytest.param(CHUNKED_POST + b"1" * 17 + b"\r\n", 400, id="chunk-size-17-digits"),
+    pytest.param(CHUNKED_POST + b"0x10\r\n", 400, id="chunk-size-0x"),
+    pytest.param(CHUNKED_POST + b"\r\n", 400, id="chunk-size-empty"),
+    pytest.param(CHUNKED_POST + b"5\nhello\r\n0\r\n\r\n", 400, id="chunk-size-bare-lf"),
+    pytest.param(CHUNKED_POST + b"5\r\nhelloXX", 400, id="chunk-data-without-crlf"),
+    pytest.param(CHUNKED_POST + b"5;\r\nhello\r\n", 400, id="chunk-ext-empty"),
+    pytest.param(CHUNKED_POST + b'5;a="b\r\nhello\r\n', 400, id="chunk-ext-unterminated"),
+    pytest.param(CHUNKED_POST + b"5;a b\r\nhello\r\n", 400, id="chunk-ext-space-in-name"),
+    pytest.param(CHUNKED_POST + b"0\r\nX : y\r\n\r\n", 400, id="trailer-bad-field"),
+    # Limits
+    pytest.param(
+        b"GET / HTTP/1.1\r\n" + H + b"X: " + b"a" * MAX_HEAD + b"\r\n\r\n",
+        431,
+        id="head-too-large",
+    ),
+    pytest.param(b"GET /" + b"a" * MAX_HEAD, 431, id="head-too-large-incomplete"),
+    pytest.param(
+        b"GET / HTTP/1.1\r\n" + H + b"X: 1\r\n" * MAX_FIELDS + b"\r\n", 431, id="too-many-fields"
+    ),
+    pytest.param(
+        CHUNKED_POST + b"0\r\nX: " + b"a" * MAX_HEAD + b"\r\n\r\n", 431, id="trailer-too-large"
+    ),
+    pytest.param(
+        CHUNKED_POST + b"0\r\n" + b"X: 1\r\n" * (MAX_FIELDS + 1) + b"\r\n",
+        431,
+        id="too-many-trailer-fields",
+    ),
+]
+
+
+def first_error(pieces: Iterable[bytes]) -> tuple[RemoteProtocolError, RequestReader]:
+    reader = RequestReader(MAX_HEAD, MAX_FIELDS)
+    with pytest.raises(RemoteProtocolError) as info:
+        for piece in pieces:
+            reader.receive_data(piece)
+            drain(reader)
+    return info.value, reader
+
+
+@pytest.mark.parametrize(("raw", "status"), MALFORMED)
+def test_malformed_request(raw: bytes, status: int) -> None:
+    err, reader = first_error([raw])
+    assert err.status_hint == status
+    assert reader.state is ReaderState.ERROR
+
+
+@pytest.mark.parametrize(("raw", "status"), MALFORMED)
+def test_malformed_request_byte_at_a_time(raw: bytes, status: int) -> None:
+    err, reader = first_error(bytewise(raw))
+    assert err.status_hint == status
+    assert reader.state is ReaderState.ERROR
+
+
+def test_malformed_table_is_large_enough() -> None:
+    assert len(MALFORMED) >= 30
