@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -73,6 +74,7 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     sweeper = loop.create_task(_sweep_forever(ctx, sweep_interval(config)))
+    tune_gc()
     if ready is not None:
         ready(ctx)
     try:
@@ -83,6 +85,20 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
         server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the data path.
+
+    Every exchange allocates a few short-lived containers (heads, events) that reference
+    counting frees at once; with the default thresholds the collector still runs every 700
+    allocations and, now and then, walks every live object, which shows as latency spikes.
+    What exists after start-up is moved out of its reach (gc.freeze) and collections are made
+    rarer; cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
 
 
 async def _sweep_forever(ctx: ProxyContext, interval: float) -> None:

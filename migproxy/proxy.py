@@ -49,6 +49,12 @@ class ProxyContext:
         self.draining = False
         self.access_log = config.log.access_log
         self.now = loop.time()  # coarse clock for deadlines, refreshed by sweep()
+        # Timeouts, read on every exchange: copied out of the config once.
+        self.head_timeout = config.limits.head_timeout
+        self.body_timeout = config.limits.body_timeout
+        self.keepalive_timeout = config.limits.keepalive_timeout
+        self.response_timeout = config.upstream.response_timeout
+        self.linger = config.close.linger
 
     async def open_upstream(self) -> UpstreamConnection:
         """A new connection to the upstream.
@@ -73,7 +79,7 @@ class ProxyContext:
 
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
-        conn.detach()
+        conn.owner = None
         if not (conn.is_reusable and self.pool.release(conn, self.now)):
             conn.close()
 

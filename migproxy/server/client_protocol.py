@@ -109,7 +109,7 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode("ascii")
-        self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
+        self.deadline = self.ctx.now + self.ctx.head_timeout
         self.ctx.connections.add(self)
         if self.ctx.draining:
             self.shutdown()
@@ -120,9 +120,9 @@ class ClientProtocol(asyncio.Protocol):
             return  # draining input after an announced close
         if phase is Phase.IDLE:
             self.phase = Phase.HEAD
-            self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
+            self.deadline = self.ctx.now + self.ctx.head_timeout
         elif phase is Phase.BODY:
-            self.deadline = self.ctx.now + self.ctx.config.limits.body_timeout
+            self.deadline = self.ctx.now + self.ctx.body_timeout
         self.reader.receive_data(data)
         self._process_requests()
 
@@ -203,10 +203,10 @@ class ClientProtocol(asyncio.Protocol):
         self._close_after = False
         if head.body is BodyKind.NONE:
             self.phase = Phase.WAIT
-            self.deadline = ctx.now + ctx.config.upstream.response_timeout
+            self.deadline = ctx.now + ctx.response_timeout
         else:
             self.phase = Phase.BODY
-            self.deadline = ctx.now + ctx.config.limits.body_timeout
+            self.deadline = ctx.now + ctx.body_timeout
         self._upstream_out.append(request_head_bytes(head, self.client_ip, ctx.rules))
         conn = ctx.pool.acquire(ctx.now)
         if conn is not None:
@@ -257,7 +257,7 @@ class ClientProtocol(asyncio.Protocol):
             self._next_cycle()
         elif self.phase is Phase.BODY:
             self.phase = Phase.WAIT
-            self.deadline = self.ctx.now + self.ctx.config.upstream.response_timeout
+            self.deadline = self.ctx.now + self.ctx.response_timeout
 
     def _client_closed(self) -> None:
         # The client shut its sending side at a message boundary: finish what is in flight.
@@ -275,7 +275,7 @@ class ClientProtocol(asyncio.Protocol):
         assert request is not None and self.transport is not None
         ctx = self.ctx
         if self.phase is Phase.WAIT:
-            self.deadline = ctx.now + ctx.config.upstream.response_timeout
+            self.deadline = ctx.now + ctx.response_timeout
         if head.status < 200:
             self._interim_response(head, request)
             return
@@ -332,7 +332,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def response_data(self, data: bytes) -> None:
         if self.phase is Phase.WAIT:
-            self.deadline = self.ctx.now + self.ctx.config.upstream.response_timeout
+            self.deadline = self.ctx.now + self.ctx.response_timeout
         if self._out_chunked and self.phase is not Phase.TUNNEL:
             data = encode_chunk(data)
         self._client_out.append(data)
@@ -365,18 +365,19 @@ class ClientProtocol(asyncio.Protocol):
             # (discarding it) and keep the connection (RFC 9110 §15, RFC 9112 §9.3).
             self._response_done = True
             self.phase = Phase.BODY
-            self.deadline = self.ctx.now + self.ctx.config.limits.body_timeout
+            self.deadline = self.ctx.now + self.ctx.body_timeout
 
     def _next_cycle(self) -> None:
         """The exchange is over on a connection that stays open: on to the next request."""
         self._request = None
         self.phase = Phase.IDLE
-        self.deadline = self.ctx.now + self.ctx.config.limits.keepalive_timeout
+        self.deadline = self.ctx.now + self.ctx.keepalive_timeout
         self.reader.start_next_cycle()
-        self._unblock_reading(_BLOCK_BACKLOG)
+        if self._read_blocked:
+            self._unblock_reading(_BLOCK_BACKLOG)
         if self.reader.buffered:
             self.phase = Phase.HEAD
-            self.deadline = self.ctx.now + self.ctx.config.limits.head_timeout
+            self.deadline = self.ctx.now + self.ctx.head_timeout
             self._process_requests()
 
     def upstream_failed(self, err: UpstreamError) -> None:
@@ -450,7 +451,7 @@ class ClientProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.phase = Phase.LINGER
-        self.deadline = self.ctx.now + self.ctx.config.close.linger
+        self.deadline = self.ctx.now + self.ctx.linger
         self.reader.discard_buffer()
         self._read_blocked = 0
         transport.resume_reading()
