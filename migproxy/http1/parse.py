@@ -24,6 +24,11 @@ _FIELD_BLOCK = re.compile(rb"(?:" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*"
 _FIELD_LINE = re.compile(rb"(" + _TCHAR + rb"+):[\t\x20-\x7e\x80-\xff]*")
 _REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+# Whole heads in one call each: the common case costs one pass of the regex engine. When they
+# do not match, the line-by-line expressions above find what is wrong, for the error reason.
+_FIELD_LINES = rb"(?:" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*"
+_REQUEST_HEAD = re.compile(_REQUEST_LINE.pattern + rb"\r\n(" + _FIELD_LINES + rb")\r\n")
+_RESPONSE_HEAD = re.compile(_STATUS_LINE.pattern + rb"\r\n(" + _FIELD_LINES + rb")\r\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 # The fields that matter to the proxy, found in the lower-cased block in one pass.
 _HOP_BY_HOP_NAMES = b"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
@@ -90,8 +95,7 @@ def split_fields(buf: bytes, start: int, end: int, max_fields: int) -> Fields:
     if _FIELD_BLOCK.fullmatch(buf, start, end) is None:
         raise RemoteProtocolError(_field_block_reason(buf[start:end]))
     raw = buf[start:end]
-    if len(raw) > max_fields * 4 and raw.count(b"\n") > max_fields:  # a line is >= 4 bytes
-        raise RemoteProtocolError(f"more than {max_fields} header fields", 431)
+    _check_field_count(raw, max_fields)
     return Fields(raw)
 
 
@@ -118,15 +122,16 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
     Raises:
         RemoteProtocolError: with status_hint 400, 431, 501 or 505.
     """
-    line_end = buf.find(b"\r\n", start, end)
-    m = _REQUEST_LINE.fullmatch(buf, start, line_end)
+    m = _REQUEST_HEAD.fullmatch(buf, start, end)
     if m is None:
-        raise RemoteProtocolError("invalid request line")
-    method, target, major, minor = m.groups()
+        raise _request_head_error(buf, start, end, max_fields)
+    method, target, major, minor, raw = m.groups()
     if major != b"1":
         raise RemoteProtocolError("HTTP version not supported", 505)
     version = 10 if minor == b"0" else 11
-    fields = split_fields(buf, line_end + 2, end - 2, max_fields)
+    _check_field_count(raw, max_fields)
+    fields = Fields(raw)
+    line_end = end - 4 - len(raw)  # where the request line's CRLF starts
     if target[:1] != b"/" or method == b"CONNECT":
         _check_target(method, target)
     special = _special_fields(buf, line_end + 1, end - 2)
@@ -162,6 +167,24 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
         not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
         buf[start : line_end + 2] if minor == b"1" else b"",  # forwarded as HTTP/1.1
     )
+
+
+def _request_head_error(buf: bytes, start: int, end: int, max_fields: int) -> Exception:
+    """What is wrong with a request head that did not match _REQUEST_HEAD."""
+    line_end = buf.find(b"\r\n", start, end)
+    if _REQUEST_LINE.fullmatch(buf, start, line_end) is None:
+        return RemoteProtocolError("invalid request line")
+    try:
+        split_fields(buf, line_end + 2, end - 2, max_fields)
+    except RemoteProtocolError as err:
+        return err
+    return RemoteProtocolError("malformed request head")
+
+
+def _check_field_count(raw: bytes, max_fields: int) -> None:
+    # Every field line is at least 4 bytes ("a:\r\n"), so short blocks need no count.
+    if len(raw) > max_fields * 4 and raw.count(b"\n") > max_fields:
+        raise RemoteProtocolError(f"more than {max_fields} header fields", 431)
 
 
 def _is_100_continue(value: bytes) -> bool:
@@ -218,11 +241,10 @@ def parse_response_head(
     Raises:
         RemoteProtocolError: the upstream's head cannot be framed exactly (answer 502).
     """
-    line_end = buf.find(b"\r\n", start, end)
-    m = _STATUS_LINE.fullmatch(buf, start, line_end)
+    m = _RESPONSE_HEAD.fullmatch(buf, start, end)
     if m is None:
-        raise RemoteProtocolError("invalid status line", 502)
-    major, minor, code, reason = m.groups()
+        raise _response_head_error(buf, start, end, max_fields)
+    major, minor, code, reason, raw = m.groups()
     if major != b"1":
         raise RemoteProtocolError("upstream HTTP version not supported", 502)
     version = 11 if minor != b"0" else 10
@@ -230,9 +252,11 @@ def parse_response_head(
     if status < 100:  # RFC 9110 §15: three digits, 1xx to 5xx
         raise RemoteProtocolError("invalid status code", 502)
     try:
-        fields = split_fields(buf, line_end + 2, end - 2, max_fields)
+        _check_field_count(raw, max_fields)
     except RemoteProtocolError as err:
         raise RemoteProtocolError(f"upstream: {err.reason}", 502) from None
+    fields = Fields(raw)
+    line_end = end - 4 - len(raw)  # where the status line's CRLF starts
     special = _special_fields(buf, line_end + 1, end - 2)
     body, length = _response_framing(special, status, request_method)
     connection = _tokens(special.get(b"connection"))
@@ -254,6 +278,18 @@ def parse_response_head(
         not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
         buf[start : line_end + 2] if minor == b"1" and reason else b"",
     )
+
+
+def _response_head_error(buf: bytes, start: int, end: int, max_fields: int) -> Exception:
+    """What is wrong with a response head that did not match _RESPONSE_HEAD."""
+    line_end = buf.find(b"\r\n", start, end)
+    if _STATUS_LINE.fullmatch(buf, start, line_end) is None:
+        return RemoteProtocolError("invalid status line", 502)
+    try:
+        split_fields(buf, line_end + 2, end - 2, max_fields)
+    except RemoteProtocolError as err:
+        return RemoteProtocolError(f"upstream: {err.reason}", 502)
+    return RemoteProtocolError("malformed response head", 502)
 
 
 def _response_framing(
