@@ -45,6 +45,21 @@ class ReaderState(enum.Enum):
     ERROR = "error"
 
 
+# Enum members bound to module names for the per-event paths: on Python 3.11 a member lookup
+# on an Enum class goes through the metaclass's __getattr__ hook, three times the cost of a
+# plain global.
+_HEAD = ReaderState.HEAD
+_BODY = ReaderState.BODY
+_DONE = ReaderState.DONE
+_TUNNEL = ReaderState.TUNNEL
+_CLOSED = ReaderState.CLOSED
+_ERROR = ReaderState.ERROR
+_NONE_BODY = BodyKind.NONE
+_LENGTH_BODY = BodyKind.LENGTH
+_CHUNKED_BODY = BodyKind.CHUNKED
+_UNTIL_CLOSE_BODY = BodyKind.UNTIL_CLOSE
+
+
 class _Reader:
     __slots__ = ("_buf", "_pos", "_eof", "_body", "state", "max_head_bytes", "max_fields")
 
@@ -53,7 +68,7 @@ class _Reader:
         self._pos = 0
         self._eof = False
         self._body: BodyReader = EMPTY_BODY
-        self.state = ReaderState.HEAD
+        self.state = _HEAD
         self.max_head_bytes = max_head_bytes
         self.max_fields = max_fields
 
@@ -77,11 +92,11 @@ class _Reader:
         self._pos = 0
 
     def start_next_cycle(self) -> None:
-        if self.state is ReaderState.DONE:
-            self.state = ReaderState.HEAD
+        if self.state is _DONE:
+            self.state = _HEAD
 
     def start_tunnel(self) -> None:
-        self.state = ReaderState.TUNNEL
+        self.state = _TUNNEL
 
     def _find_head(self) -> int:
         buf, pos = self._buf, self._pos
@@ -100,11 +115,11 @@ class _Reader:
             if self._eof:
                 ev = self._body.at_eof()
                 if type(ev) is EndOfMessage:
-                    self.state = ReaderState.CLOSED
+                    self.state = _CLOSED
                 return ev
             return NEED_DATA
         if type(ev) is EndOfMessage:
-            self.state = ReaderState.DONE
+            self.state = _DONE
         return ev
 
     def _read_tunnel(self) -> Event | Pause:
@@ -113,24 +128,24 @@ class _Reader:
             self.discard_buffer()
             return Data(data)
         if self._eof:
-            self.state = ReaderState.CLOSED
+            self.state = _CLOSED
             return ConnectionClosed()
         return NEED_DATA
 
     def _at_eof_in_head(self) -> Event | Pause:
         if not self._eof:
             return NEED_DATA
-        self.state = ReaderState.CLOSED
+        self.state = _CLOSED
         if self.buffered:
             raise RemoteProtocolError("connection closed inside a message head")
         return ConnectionClosed()
 
     def _body_reader(self, kind: BodyKind, length: int) -> BodyReader:
-        if kind is BodyKind.LENGTH:
+        if kind is _LENGTH_BODY:
             return LengthBody(length)
-        if kind is BodyKind.CHUNKED:
+        if kind is _CHUNKED_BODY:
             return ChunkedBody(self.max_head_bytes, self.max_fields)
-        if kind is BodyKind.UNTIL_CLOSE:
+        if kind is _UNTIL_CLOSE_BODY:
             return UntilCloseBody()
         return EMPTY_BODY
 
@@ -148,19 +163,19 @@ class RequestReader(_Reader):
         """
         state = self.state
         try:
-            if state is ReaderState.BODY:
+            if state is _BODY:
                 if self._body is EMPTY_BODY:  # the common bodiless request, without a call
-                    self.state = ReaderState.DONE
+                    self.state = _DONE
                     return END_OF_MESSAGE
                 return self._read_body()
-            if state is ReaderState.HEAD:
+            if state is _HEAD:
                 return self._read_head()
-            if state is ReaderState.TUNNEL:
+            if state is _TUNNEL:
                 return self._read_tunnel()
         except RemoteProtocolError:
-            self.state = ReaderState.ERROR
+            self.state = _ERROR
             raise
-        if state is ReaderState.CLOSED:
+        if state is _CLOSED:
             return NEED_DATA
         return PAUSED
 
@@ -171,7 +186,7 @@ class RequestReader(_Reader):
         head = parse_request_head(self._buf, self._pos, end, self.max_fields)
         self._pos = end
         self._body = self._body_reader(head.body, head.length)
-        self.state = ReaderState.BODY
+        self.state = _BODY
         return head
 
 
@@ -196,18 +211,18 @@ class ResponseReader(_Reader):
     def next_event(self) -> Event | Pause:
         state = self.state
         try:
-            if state is ReaderState.BODY:
+            if state is _BODY:
                 return self._read_body()
-            if state is ReaderState.HEAD:
+            if state is _HEAD:
                 return self._read_head()
-            if state is ReaderState.TUNNEL:
+            if state is _TUNNEL:
                 return self._read_tunnel()
         except RemoteProtocolError as err:
-            self.state = ReaderState.ERROR
+            self.state = _ERROR
             if err.status_hint != 502:
                 raise RemoteProtocolError(f"upstream: {err.reason}", 502) from None
             raise
-        if state is ReaderState.CLOSED:
+        if state is _CLOSED:
             return NEED_DATA
         return PAUSED
 
@@ -218,8 +233,8 @@ class ResponseReader(_Reader):
         head = parse_response_head(self._buf, self._pos, end, self.max_fields, self._method)
         self._pos = end
         if head.status == 101:
-            self.state = ReaderState.TUNNEL
+            self.state = _TUNNEL
         elif head.status >= 200:
             self._body = self._body_reader(head.body, head.length)
-            self.state = ReaderState.BODY
+            self.state = _BODY
         return head

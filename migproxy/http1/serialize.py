@@ -9,6 +9,8 @@ from migproxy.http1.events import BodyKind, RequestHead, ResponseHead
 from migproxy.http1.headers import Fields
 
 _CLIENT_PROTO = frozenset({b"x-forwarded-proto"})
+# Enum members as module names: cheaper than a lookup on the Enum class (Python 3.11).
+_CHUNKED_BODY = BodyKind.CHUNKED
 _STATUS_REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -31,16 +33,21 @@ class ForwardingRules:
     default_host: bytes = b"localhost"  # for HTTP/1.0 requests that carry no Host
 
 
-def request_head_bytes(head: RequestHead, client_ip: bytes, rules: ForwardingRules) -> bytes:
-    """The head to send upstream for `head`, always as HTTP/1.1."""
+def request_head_bytes(
+    head: RequestHead, client_ip: bytes, rules: ForwardingRules, forwarding: bytes | None = None
+) -> bytes:
+    """The head to send upstream for `head`, always as HTTP/1.1.
+
+    `forwarding` is forwarding_lines(client_ip, rules), when the caller has it already.
+    """
     fields = head.fields
     block = fields.raw
     if head.has_hop_by_hop:
         block = fields.without_hop_by_hop(head.connection or [])
         if b"x-forwarded-proto" in block.lower():  # ours replaces the client's
             block = b"".join(line + b"\r\n" for line in Fields(block).without(_CLIENT_PROTO))
-    extra = _forwarding_lines(client_ip, rules)
-    if head.body is BodyKind.CHUNKED:
+    extra = forwarding if forwarding is not None else forwarding_lines(client_ip, rules)
+    if head.body is _CHUNKED_BODY:
         extra += b"Transfer-Encoding: chunked\r\n"
     if head.upgrade is not None:
         extra += b"Connection: upgrade\r\nUpgrade: " + head.upgrade + b"\r\n"
@@ -50,7 +57,8 @@ def request_head_bytes(head: RequestHead, client_ip: bytes, rules: ForwardingRul
     return b"".join((start, block, extra, b"\r\n"))
 
 
-def _forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> bytes:
+def forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> bytes:
+    """The X-Forwarded-*/Forwarded and Via lines the proxy adds for a client (with CRLFs)."""
     # Repeating a list-based field is the same as appending to it (RFC 9110 §5.3), so the
     # client's own X-Forwarded-For lines are kept and ours is added after them.
     if rules.forwarded == "x-forwarded":

@@ -45,6 +45,7 @@ from migproxy.http1.events import (
 from migproxy.http1.framing import encode_chunk, encode_last_chunk
 from migproxy.http1.serialize import (
     error_response_bytes,
+    forwarding_lines,
     request_head_bytes,
     response_head_bytes,
 )
@@ -73,6 +74,21 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# Enum members bound to module names for the per-event paths: on Python 3.11 a member lookup
+# on an Enum class goes through the metaclass's __getattr__ hook, three times the cost of a
+# plain global.
+_IDLE = Phase.IDLE
+_HEAD = Phase.HEAD
+_BODY = Phase.BODY
+_WAIT = Phase.WAIT
+_TUNNEL = Phase.TUNNEL
+_LINGER = Phase.LINGER
+_CLOSED = Phase.CLOSED
+_NONE_BODY = BodyKind.NONE
+_CHUNKED_BODY = BodyKind.CHUNKED
+_UNTIL_CLOSE_BODY = BodyKind.UNTIL_CLOSE
+
+
 class ClientProtocol(asyncio.Protocol):
     """One client connection: reads requests, forwards them, writes responses."""
 
@@ -82,7 +98,8 @@ class ClientProtocol(asyncio.Protocol):
         self.reader = RequestReader(limits.max_header_bytes, limits.max_headers)
         self.transport: asyncio.Transport | None = None
         self.client_ip = b"-"
-        self.phase = Phase.HEAD
+        self._forwarding = b""  # the lines the proxy adds to each forwarded request
+        self.phase = _HEAD
         self.deadline = INFINITY
         self.requests = 0
         self._read_blocked = 0
@@ -109,6 +126,7 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode("ascii")
+        self._forwarding = forwarding_lines(self.client_ip, self.ctx.rules)
         self.deadline = self.ctx.now + self.ctx.head_timeout
         self.ctx.connections.add(self)
         if self.ctx.draining:
@@ -116,25 +134,25 @@ class ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
-        if phase is Phase.LINGER or phase is Phase.CLOSED:
+        if phase is _LINGER or phase is _CLOSED:
             return  # draining input after an announced close
-        if phase is Phase.IDLE:
-            self.phase = Phase.HEAD
+        if phase is _IDLE:
+            self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout
-        elif phase is Phase.BODY:
+        elif phase is _BODY:
             self.deadline = self.ctx.now + self.ctx.body_timeout
         self.reader.receive_data(data)
         self._process_requests()
 
     def eof_received(self) -> bool:
-        if self.phase is Phase.LINGER:
+        if self.phase is _LINGER:
             return False  # the client read our close; let the transport close
         self.reader.receive_eof()
         self._process_requests()
         return True  # keep our side open to finish a response in flight
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.phase = Phase.CLOSED
+        self.phase = _CLOSED
         self.deadline = INFINITY
         self.ctx.connections.discard(self)
         if self._connecting is not None:
@@ -201,13 +219,15 @@ class ClientProtocol(asyncio.Protocol):
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
-        if head.body is BodyKind.NONE:
-            self.phase = Phase.WAIT
+        if head.body is _NONE_BODY:
+            self.phase = _WAIT
             self.deadline = ctx.now + ctx.response_timeout
         else:
-            self.phase = Phase.BODY
+            self.phase = _BODY
             self.deadline = ctx.now + ctx.body_timeout
-        self._upstream_out.append(request_head_bytes(head, self.client_ip, ctx.rules))
+        self._upstream_out.append(
+            request_head_bytes(head, self.client_ip, ctx.rules, self._forwarding)
+        )
         conn = ctx.pool.acquire(ctx.now)
         if conn is not None:
             self._upstream = conn
@@ -223,7 +243,7 @@ class ClientProtocol(asyncio.Protocol):
             self.upstream_failed(err)
             return
         self._connecting = None
-        if self._request is None or self.phase is Phase.CLOSED:
+        if self._request is None or self.phase is _CLOSED:
             self.ctx.release_upstream(conn)
             return
         self._upstream = conn
@@ -241,7 +261,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _forward_body(self, data: bytes) -> None:
         assert self._request is not None
-        if self._request.body is BodyKind.CHUNKED and self.phase is not Phase.TUNNEL:
+        if self._request.body is _CHUNKED_BODY and self.phase is not _TUNNEL:
             data = encode_chunk(data)
         self._upstream_out.append(data)
 
@@ -249,21 +269,21 @@ class ClientProtocol(asyncio.Protocol):
         request = self._request
         if request is None:
             return
-        if request.body is BodyKind.CHUNKED:
+        if request.body is _CHUNKED_BODY:
             self._upstream_out.append(encode_last_chunk(trailers))
         self._request_done = True
         if self._response_done:
             self._upstream_out.clear()
             self._next_cycle()
-        elif self.phase is Phase.BODY:
-            self.phase = Phase.WAIT
+        elif self.phase is _BODY:
+            self.phase = _WAIT
             self.deadline = self.ctx.now + self.ctx.response_timeout
 
     def _client_closed(self) -> None:
         # The client shut its sending side at a message boundary: finish what is in flight.
         if self._request is None:
             self._hard_close()  # nothing left to read, so closing cannot cause a reset
-        elif self.phase is Phase.TUNNEL and self._upstream is not None:
+        elif self.phase is _TUNNEL and self._upstream is not None:
             self._upstream.send_eof()
         else:
             self._close_after = True
@@ -274,19 +294,19 @@ class ClientProtocol(asyncio.Protocol):
         request = self._request
         assert request is not None and self.transport is not None
         ctx = self.ctx
-        if self.phase is Phase.WAIT:
+        if self.phase is _WAIT:
             self.deadline = ctx.now + ctx.response_timeout
         if head.status < 200:
             self._interim_response(head, request)
             return
-        chunked = head.body is BodyKind.CHUNKED and request.version == 11
+        chunked = head.body is _CHUNKED_BODY and request.version == 11
         required = None
         if not self._request_done and request.expect_continue and not self._continue_sent:
             # RFC 9110 §10.1.1: a client still waiting for 100 may never send its body, so
             # an early final response must say the connection will not be read further.
             required = CloseReason.ERROR
-        elif head.body is BodyKind.UNTIL_CLOSE or (
-            head.body is BodyKind.CHUNKED and request.version == 10
+        elif head.body is _UNTIL_CLOSE_BODY or (
+            head.body is _CHUNKED_BODY and request.version == 10
         ):
             required = CloseReason.UPSTREAM  # only closing can end this body for this client
         decision = decide_close(
@@ -319,7 +339,7 @@ class ClientProtocol(asyncio.Protocol):
                 response_head_bytes(head, close=False, chunked=False, client_version=11, via=False)
             )
             self._response_started = True
-            self.phase = Phase.TUNNEL
+            self.phase = _TUNNEL
             self.deadline = INFINITY
             self.reader.start_tunnel()
             self._request_done = True
@@ -331,9 +351,9 @@ class ClientProtocol(asyncio.Protocol):
             )
 
     def response_data(self, data: bytes) -> None:
-        if self.phase is Phase.WAIT:
+        if self.phase is _WAIT:
             self.deadline = self.ctx.now + self.ctx.response_timeout
-        if self._out_chunked and self.phase is not Phase.TUNNEL:
+        if self._out_chunked and self.phase is not _TUNNEL:
             data = encode_chunk(data)
         self._client_out.append(data)
 
@@ -364,19 +384,19 @@ class ClientProtocol(asyncio.Protocol):
             # An early response: the request body is still framed, so read it to its end
             # (discarding it) and keep the connection (RFC 9110 §15, RFC 9112 §9.3).
             self._response_done = True
-            self.phase = Phase.BODY
+            self.phase = _BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
 
     def _next_cycle(self) -> None:
         """The exchange is over on a connection that stays open: on to the next request."""
         self._request = None
-        self.phase = Phase.IDLE
+        self.phase = _IDLE
         self.deadline = self.ctx.now + self.ctx.keepalive_timeout
         self.reader.start_next_cycle()
         if self._read_blocked:
             self._unblock_reading(_BLOCK_BACKLOG)
         if self.reader.buffered:
-            self.phase = Phase.HEAD
+            self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout
             self._process_requests()
 
@@ -387,9 +407,9 @@ class ClientProtocol(asyncio.Protocol):
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
-        if self.phase is Phase.CLOSED or self._request is None:
+        if self.phase is _CLOSED or self._request is None:
             return
-        if self.phase is Phase.TUNNEL:
+        if self.phase is _TUNNEL:
             self._close()  # the upstream ended the tunnel
             return
         log.warning("%s: upstream %s: %s", self.client_ip.decode(), err.kind, err)
@@ -431,11 +451,11 @@ class ClientProtocol(asyncio.Protocol):
     def deadline_passed(self, now: float) -> None:
         """The phase's deadline has passed (called by ProxyContext.sweep)."""
         phase = self.phase
-        if phase is Phase.WAIT:
+        if phase is _WAIT:
             self.upstream_failed(ResponseTimeout("upstream response timed out"))
-        elif phase is Phase.HEAD and self.reader.buffered:
+        elif phase is _HEAD and self.reader.buffered:
             self._client_error(408, "request head not received in time")
-        elif phase is Phase.BODY:
+        elif phase is _BODY:
             self._client_error(408, "request body stalled")
         else:
             self.reader.discard_buffer()
@@ -443,14 +463,14 @@ class ClientProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Drain: close now if idle; otherwise the next response announces close."""
-        if self.phase is Phase.IDLE or (self.phase is Phase.HEAD and not self.reader.buffered):
+        if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered):
             self._hard_close()
 
     def _close(self) -> None:
         """Graceful close after an announced close (see the module's rules)."""
         transport = self.transport
         assert transport is not None
-        self.phase = Phase.LINGER
+        self.phase = _LINGER
         self.deadline = self.ctx.now + self.ctx.linger
         self.reader.discard_buffer()
         self._read_blocked = 0
@@ -461,13 +481,13 @@ class ClientProtocol(asyncio.Protocol):
             transport.close()
 
     def _hard_close(self) -> None:
-        self.phase = Phase.CLOSED
+        self.phase = _CLOSED
         self.deadline = INFINITY
         if self.transport is not None:
             self.transport.close()
 
     def _abort(self) -> None:
-        self.phase = Phase.CLOSED
+        self.phase = _CLOSED
         self.deadline = INFINITY
         if self.transport is not None:
             self.transport.abort()
