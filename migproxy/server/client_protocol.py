@@ -92,6 +92,31 @@ _UNTIL_CLOSE_BODY = BodyKind.UNTIL_CLOSE
 class ClientProtocol(asyncio.Protocol):
     """One client connection: reads requests, forwards them, writes responses."""
 
+    __slots__ = (
+        "ctx",
+        "reader",
+        "transport",
+        "client_ip",
+        "phase",
+        "deadline",
+        "requests",
+        "_forwarding",
+        "_read_blocked",
+        "_upstream",
+        "_connecting",
+        "_backlog",
+        "_backlog_size",
+        "_request",
+        "_request_done",
+        "_response_done",
+        "_continue_sent",
+        "_response_started",
+        "_out_chunked",
+        "_close_after",
+        "_client_out",
+        "_upstream_out",
+    )
+
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         limits = ctx.config.limits
