@@ -54,6 +54,7 @@ from migproxy.proxy import ProxyContext
 from migproxy.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("migproxy")
+access_log = logging.getLogger("migproxy.access")
 
 INFINITY = float("inf")
 # Read-blocking reasons (bits): reading resumes only when none is left.
@@ -344,6 +345,8 @@ class ClientProtocol(asyncio.Protocol):
         self._close_after = decision.close
         self._out_chunked = chunked
         self._response_started = True
+        if ctx.access_log:
+            self._log_access(request, head.status, decision.reason)
         self._client_out.append(
             response_head_bytes(
                 head,
@@ -352,6 +355,17 @@ class ClientProtocol(asyncio.Protocol):
                 client_version=request.version,
                 via=ctx.rules.via,
             )
+        )
+
+    def _log_access(self, request: RequestHead, status: int, close: CloseReason | None) -> None:
+        access_log.info(
+            '%s "%s %s HTTP/1.%d" %d close=%s',
+            self.client_ip.decode(),
+            request.method.decode("ascii"),
+            request.target.decode("ascii"),
+            request.version % 10,
+            status,
+            close.value if close is not None else "-",
         )
 
     def _interim_response(self, head: ResponseHead, request: RequestHead) -> None:

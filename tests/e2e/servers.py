@@ -77,6 +77,10 @@ class Proxy:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def stop(self) -> None:
+        """Stop the proxy now (SIGTERM, graceful drain), so its log is complete."""
+        stop_process(self.proc)
+
 
 @contextlib.contextmanager
 def run_proxy(

@@ -136,12 +136,14 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         yield Env(proxy, upstream)
 
 
+def connect(port: int) -> contextlib.closing[RawClient]:
+    """A new client connection to `port`, closed when the with block ends."""
+    return contextlib.closing(RawClient(port, CLIENT_TIMEOUT))
+
+
 def get(port: int, path: bytes) -> RawResponse:
-    client = RawClient(port, CLIENT_TIMEOUT)
-    try:
+    with connect(port) as client:
         return client.request(GET % path)
-    finally:
-        client.close()
 
 
 def assert_serves(proxy: Proxy) -> None:
@@ -170,8 +172,7 @@ def read_head(client: RawClient) -> bytes:
 
 @pytest.mark.parametrize("name", sorted(BAD_RESPONSES), ids=lambda n: n.decode())
 def test_unframeable_response_is_502(env: Env, name: bytes) -> None:
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         resp = client.request(GET % (b"/" + name))
         assert_error_text(resp, 502)
         if resp.announces_close:
@@ -179,20 +180,15 @@ def test_unframeable_response_is_502(env: Env, name: bytes) -> None:
         else:  # the client connection survives the upstream's fault
             again = client.request(GET % b"/ok")
             assert again.status == 200 and again.body == b"ok\n", again
-    finally:
-        client.close()
     assert_serves(env.proxy)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_BODIES), ids=lambda n: n.decode())
 def test_response_broken_after_head_is_incomplete_for_client(env: Env, name: bytes) -> None:
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(GET % (b"/" + name))
         with pytest.raises(ConnectionError):
             client.read_response()
-    finally:
-        client.close()
     assert_serves(env.proxy)
 
 
@@ -220,8 +216,7 @@ def test_curl_reports_incomplete_transfer(env: Env, name: bytes) -> None:
 
 
 def test_silent_upstream_is_504(env: Env) -> None:
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         resp = client.request(GET % b"/silent")
         assert_error_text(resp, 504)
         if resp.announces_close:
@@ -229,23 +224,18 @@ def test_silent_upstream_is_504(env: Env) -> None:
         else:
             again = client.request(GET % b"/ok")
             assert again.status == 200, again
-    finally:
-        client.close()
     assert_serves(env.proxy)
 
 
 def test_response_longer_than_content_length_does_not_leak(env: Env) -> None:
     # Bytes past the announced end belong to no response: they must not reach the client,
     # neither in this response nor as the start of the next one.
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         first = client.request(GET % b"/overlong")
         assert first.status == 200 and first.body == b"ok\n", first
         for _ in range(3):
             resp = client.request(GET % b"/ok")
             assert resp.status == 200 and resp.body == b"ok\n", resp
-    finally:
-        client.close()
     assert_serves(env.proxy)
 
 
@@ -253,12 +243,9 @@ def test_response_connection_header_cannot_strip_its_framing(env: Env) -> None:
     # The upstream names Content-Length in Connection: dropping that field as hop-by-hop
     # leaves a keep-alive response without any framing. The client must get a framed
     # response (Content-Length or chunked) or one ended by an announced close.
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(GET % b"/lists-content-length")
         head = read_head(client).lower()
-    finally:
-        client.close()
     lines = head.split(b"\r\n")
     framed = (
         any(line.startswith(b"content-length:") for line in lines)
@@ -270,15 +257,12 @@ def test_response_connection_header_cannot_strip_its_framing(env: Env) -> None:
 
 
 def test_stalled_request_body_is_408(env: Env) -> None:
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(b"POST /stall-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         resp = client.read_response()
         assert_error_text(resp, 408)
         assert resp.announces_close
         assert client.at_eof()
-    finally:
-        client.close()
     assert_serves(env.proxy)
 
 
@@ -355,13 +339,10 @@ def test_upstream_closing_after_connection_close_costs_no_request() -> None:
         sock.close()
 
     with ScriptedUpstream(script) as upstream, run_proxy(upstream.port, close=LINGER) as proxy:
-        client = RawClient(proxy.port, CLIENT_TIMEOUT)
-        try:
+        with connect(proxy.port) as client:
             for _ in range(2):
                 resp = client.request(GET % b"/")
                 assert resp.status == 200 and resp.body == b"ok\n", resp
-        finally:
-            client.close()
 
 
 @pytest.fixture
@@ -379,8 +360,7 @@ def slow_env() -> Iterator[Env]:
 
 def test_slowloris_partial_head_gets_408_while_others_are_served(slow_env: Env) -> None:
     port = slow_env.proxy.port
-    slow = RawClient(port, CLIENT_TIMEOUT)
-    try:
+    with connect(port) as slow:
         slow.send(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Slow: ")
         # Meanwhile a normal client is served, on its own connection.
         resp = get(port, b"/ok")
@@ -389,8 +369,6 @@ def test_slowloris_partial_head_gets_408_while_others_are_served(slow_env: Env) 
         assert_error_text(answer, 408)
         assert answer.announces_close
         assert slow.at_eof()
-    finally:
-        slow.close()
     assert [path_of(h) for h in slow_env.upstream.heads] == [b"/ok"]
     assert_serves(slow_env.proxy)
 
@@ -398,8 +376,7 @@ def test_slowloris_partial_head_gets_408_while_others_are_served(slow_env: Env) 
 def test_slowloris_trickling_bytes_is_cut_off(slow_env: Env) -> None:
     # Bytes keep arriving, but the head never completes: the head timeout is for the whole
     # head, not for the silence between bytes.
-    slow = RawClient(slow_env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(slow_env.proxy.port) as slow:
         slow.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n")
         answered = False
         for _ in range(100):  # at most 100 x 0.1 s
@@ -415,15 +392,12 @@ def test_slowloris_trickling_bytes_is_cut_off(slow_env: Env) -> None:
         answer = slow.read_response()
         assert_error_text(answer, 408)
         assert slow.at_eof()
-    finally:
-        slow.close()
     assert slow_env.upstream.heads == []
     assert_serves(slow_env.proxy)
 
 
 def test_partial_head_on_reused_connection_gets_408(slow_env: Env) -> None:
-    client = RawClient(slow_env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(slow_env.proxy.port) as client:
         first = client.request(GET % b"/ok")
         assert first.status == 200 and not first.announces_close, first
         client.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n")
@@ -431,28 +405,20 @@ def test_partial_head_on_reused_connection_gets_408(slow_env: Env) -> None:
         assert_error_text(answer, 408)
         assert answer.announces_close
         assert client.at_eof()
-    finally:
-        client.close()
     assert_serves(slow_env.proxy)
 
 
 def test_connection_without_any_request_is_closed_quietly(slow_env: Env) -> None:
-    client = RawClient(slow_env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(slow_env.proxy.port) as client:
         assert client.at_eof(), "an idle new connection was not closed after the head timeout"
-    finally:
-        client.close()
     assert_serves(slow_env.proxy)
 
 
 def test_idle_keepalive_connection_is_closed_after_a_response(slow_env: Env) -> None:
-    client = RawClient(slow_env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(slow_env.proxy.port) as client:
         resp = client.request(GET % b"/ok")
         assert resp.status == 200 and not resp.announces_close, resp
         # No request in flight: the idle timeout closes without a response (nothing to
         # announce it in), and no byte precedes the FIN.
         assert client.at_eof(), "the idle keep-alive connection was not closed"
-    finally:
-        client.close()
     assert_serves(slow_env.proxy)

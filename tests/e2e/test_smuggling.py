@@ -5,6 +5,7 @@
 # on the upstream's side: the ScriptedUpstream records every head it receives.
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import time
@@ -255,13 +256,15 @@ def request_lines(heads: list[bytes]) -> list[bytes]:
     return [head.split(b"\r\n", 1)[0] for head in heads]
 
 
+def connect(port: int) -> contextlib.closing[RawClient]:
+    """A new client connection to `port`, closed when the with block ends."""
+    return contextlib.closing(RawClient(port, CLIENT_TIMEOUT))
+
+
 def get_ok(port: int, path: bytes) -> None:
     """A valid request on a new connection is answered normally."""
-    client = RawClient(port, CLIENT_TIMEOUT)
-    try:
+    with connect(port) as client:
         resp = client.request(b"GET %b HTTP/1.1\r\nHost: t\r\n\r\n" % path)
-    finally:
-        client.close()
     assert resp.status == 200, resp
     assert resp.body == OK_BODY
 
@@ -293,12 +296,9 @@ def test_malformed_request_is_rejected_and_never_forwarded(
     # ready, as it would in production, so nothing but the proxy's checks stops forwarding.
     get_ok(env.proxy.port, b"/warm-%d" % n)
     mark = len(env.upstream.heads)
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(data)
         assert_rejected(client, status)
-    finally:
-        client.close()
     after = b"/after-%d" % n
     get_ok(env.proxy.port, after)
     assert request_lines(env.upstream.heads[mark:]) == [b"GET " + after + b" HTTP/1.1"], (
@@ -314,14 +314,11 @@ def test_malformed_request_behind_valid_one_in_same_write(
     n = next(_SEQ)
     get_ok(env.proxy.port, b"/warm-%d" % n)
     mark = len(env.upstream.heads)
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(FIRST + data)
         first = client.read_response()
         assert first.status == 200 and first.body == OK_BODY, first
         assert_rejected(client, status)
-    finally:
-        client.close()
     after = b"/after-%d" % n
     get_ok(env.proxy.port, after)
     assert request_lines(env.upstream.heads[mark:]) == [
@@ -337,14 +334,11 @@ def test_bad_chunk_arriving_later_aborts_upstream_without_a_body_end(env: Env) -
     n = next(_SEQ)
     get_ok(env.proxy.port, b"/warm-%d" % n)
     line = b"POST /split-%d HTTP/1.1" % n
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(line + b"\r\nHost: t\r\n" + CHUNKED + b"\r\n")
         wait_for(lambda: line in request_lines(env.upstream.heads), "the forwarded head")
         client.send(b"zz\r\nhello\r\n0\r\n\r\n")
         assert_rejected(client, 400)
-    finally:
-        client.close()
     wait_for(lambda: line in env.after_head, "the upstream to see its connection end")
     assert env.after_head[line] == b"", "body bytes of a malformed chunked request were forwarded"
     get_ok(env.proxy.port, b"/after-%d" % n)
@@ -355,11 +349,8 @@ def test_exact_limits_are_accepted(env: Env) -> None:
     n = next(_SEQ)
     mark = len(env.upstream.heads)
     fields = b"Host: t\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(MAX_HEADERS - 1))
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         resp = client.request(b"GET /limit-%d HTTP/1.1\r\n%b\r\n" % (n, fields))
-    finally:
-        client.close()
     assert resp.status == 200 and resp.body == OK_BODY, resp
     assert request_lines(env.upstream.heads[mark:]) == [b"GET /limit-%d HTTP/1.1" % n]
 
@@ -367,13 +358,10 @@ def test_exact_limits_are_accepted(env: Env) -> None:
 def test_head_cut_by_client_eof_is_answered_400(env: Env) -> None:
     n = next(_SEQ)
     mark = len(env.upstream.heads)
-    client = RawClient(env.proxy.port, CLIENT_TIMEOUT)
-    try:
+    with connect(env.proxy.port) as client:
         client.send(b"GET /cut HTTP/1.1\r\nHost: t\r\n")
         client.sock.shutdown(socket.SHUT_WR)
         assert_rejected(client, 400)
-    finally:
-        client.close()
     get_ok(env.proxy.port, b"/after-%d" % n)
     assert request_lines(env.upstream.heads[mark:]) == [b"GET /after-%d HTTP/1.1" % n]
 
@@ -413,12 +401,9 @@ def test_connection_header_cannot_strip_framing_or_host(data: bytes, kept_line: 
         ScriptedUpstream(answer_ok_and_close) as upstream,
         run_proxy(upstream.port, close=CLOSE) as proxy,
     ):
-        client = RawClient(proxy.port, CLIENT_TIMEOUT)
-        try:
+        with connect(proxy.port) as client:
             client.send(data)
             resp = client.read_response()
-        finally:
-            client.close()
         if resp.status == 400:
             assert upstream.heads == []
             return
@@ -433,14 +418,11 @@ def test_connection_content_length_does_not_smuggle_to_backend(backend_port: int
     # it sees an empty POST followed by the body parsed as a request of its own.
     body = b"GET /headers HTTP/1.1\r\nHost: smuggled\r\n\r\n"
     with run_proxy(backend_port, close=CLOSE) as proxy:
-        client = RawClient(proxy.port, CLIENT_TIMEOUT)
-        try:
+        with connect(proxy.port) as client:
             resp = client.request(
                 b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
                 b"Connection: content-length\r\n\r\n%b" % (len(body), body)
             )
-        finally:
-            client.close()
     if resp.status != 400:
         assert resp.status == 200, resp
         assert resp.body == body, "the echoed body was lost: the backend saw another framing"

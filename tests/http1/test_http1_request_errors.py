@@ -12,120 +12,74 @@ import pytest
 
 from migproxy.errors import RemoteProtocolError
 from migproxy.http1.connection import ReaderState, RequestReader
-from migproxy.http1.events import NEED_DATA, PAUSED
+from tests.http1.reader_events import bytewise, feed
 
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 
 
-def drain(reader: RequestReader) -> None:
-    """next_event() until NEED_DATA, resuming after each PAUSED as the proxy would."""
-    while True:
-        ev = reader.next_event()
-        if ev is NEED_DATA:
-            return
-        if ev is PAUSED:
-            reader.start_next_cycle()
+def head(request_line: bytes, *fields: bytes) -> bytes:
+    """A request head: the request line, Host, then `fields`, each line ended by CRLF."""
+    return b"".join(line + b"\r\n" for line in (request_line, b"Host: x", *fields)) + b"\r\n"
 
 
-def bytewise(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 1] for i in range(len(raw))]
+def get(*fields: bytes) -> bytes:
+    return head(b"GET / HTTP/1.1", *fields)
 
 
-H = b"Host: x\r\n"
-CHUNKED_POST = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+def post(*fields: bytes) -> bytes:
+    return head(b"POST / HTTP/1.1", *fields)
+
+
+CHUNKED_POST = post(b"Transfer-Encoding: chunked")
 
 MALFORMED = [
     # Framing (RFC 9112 §6.1, §6.3)
+    pytest.param(post(b"Content-Length: 5", b"Transfer-Encoding: chunked"), 400, id="cl-and-te"),
+    pytest.param(post(b"Transfer-Encoding: chunked", b"Content-Length: 5"), 400, id="te-and-cl"),
+    pytest.param(post(b"Content-Length: 5", b"Content-Length: 5"), 400, id="two-cl-lines-same"),
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-        400,
-        id="cl-and-te",
+        post(b"Content-Length: 5", b"Content-Length: 6"), 400, id="two-cl-lines-different"
     ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-        400,
-        id="te-and-cl",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
-        400,
-        id="two-cl-lines-same",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
-        400,
-        id="two-cl-lines-different",
-    ),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1,1\r\n\r\n", 400, id="cl-list"),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\n", 400, id="cl-plus"),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -5\r\n\r\n", 400, id="cl-minus"),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 0\r\n\r\n", 400, id="cl-space-inside"
-    ),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0x5\r\n\r\n", 400, id="cl-hex"),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: a\r\n\r\n", 400, id="cl-letter"),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: \r\n\r\n", 400, id="cl-empty"),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5.0\r\n\r\n", 400, id="cl-float"),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: " + b"9" * 19 + b"\r\n\r\n",
-        400,
-        id="cl-19-digits",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n",
-        400,
-        id="te-chunked-gzip",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n", 400, id="te-identity"
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 400, id="te-xchunked"
-    ),
-    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: \r\n\r\n", 400, id="te-empty"),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n",
-        501,
-        id="te-gzip-chunked",
-    ),
+    pytest.param(post(b"Content-Length: 1,1"), 400, id="cl-list"),
+    pytest.param(post(b"Content-Length: +5"), 400, id="cl-plus"),
+    pytest.param(post(b"Content-Length: -5"), 400, id="cl-minus"),
+    pytest.param(post(b"Content-Length: 1 0"), 400, id="cl-space-inside"),
+    pytest.param(post(b"Content-Length: 0x5"), 400, id="cl-hex"),
+    pytest.param(post(b"Content-Length: a"), 400, id="cl-letter"),
+    pytest.param(post(b"Content-Length: "), 400, id="cl-empty"),
+    pytest.param(post(b"Content-Length: 5.0"), 400, id="cl-float"),
+    pytest.param(post(b"Content-Length: " + b"9" * 19), 400, id="cl-19-digits"),
+    pytest.param(post(b"Transfer-Encoding: chunked, gzip"), 400, id="te-chunked-gzip"),
+    pytest.param(post(b"Transfer-Encoding: identity"), 400, id="te-identity"),
+    pytest.param(post(b"Transfer-Encoding: xchunked"), 400, id="te-xchunked"),
+    pytest.param(post(b"Transfer-Encoding: "), 400, id="te-empty"),
+    pytest.param(post(b"Transfer-Encoding: gzip, chunked"), 501, id="te-gzip-chunked"),
     # "chunked" twice violates a sender MUST NOT (RFC 9112 §6.1); h11 answers 501 here too.
+    pytest.param(post(b"Transfer-Encoding: chunked, chunked"), 501, id="te-chunked-chunked"),
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n",
-        501,
-        id="te-chunked-chunked",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n"
-        + H
-        + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-        501,
-        id="te-two-lines",
+        post(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"), 501, id="te-two-lines"
     ),
     pytest.param(
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, id="te-in-http10"
     ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n",
-        400,
-        id="te-space-before-colon",
-    ),
+    pytest.param(post(b"Transfer-Encoding : chunked"), 400, id="te-space-before-colon"),
     # Field syntax (RFC 9112 §5, §2.2)
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n b\r\n\r\n", 400, id="obs-fold"),
-    pytest.param(b"GET / HTTP/1.1\r\n\tX: a\r\n" + H + b"\r\n", 400, id="obs-fold-first-line"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\rb\r\n\r\n", 400, id="bare-cr-in-value"),
+    pytest.param(get(b"X: a", b" b"), 400, id="obs-fold"),
+    pytest.param(b"GET / HTTP/1.1\r\n\tX: a\r\nHost: x\r\n\r\n", 400, id="obs-fold-first-line"),
+    pytest.param(get(b"X: a\rb"), 400, id="bare-cr-in-value"),
     pytest.param(b"GET / HTTP/1.1\nHost: x\n\n", 400, id="bare-lf-line-endings"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, id="bare-lf-in-field-block"),
     pytest.param(b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400, id="bare-lf-after-request-line"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X\x00: a\r\n\r\n", 400, id="nul-in-name"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\x00b\r\n\r\n", 400, id="nul-in-value"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: a\x7f\r\n\r\n", 400, id="del-in-value"),
+    pytest.param(get(b"X\x00: a"), 400, id="nul-in-name"),
+    pytest.param(get(b"X: a\x00b"), 400, id="nul-in-value"),
+    pytest.param(get(b"X: a\x7f"), 400, id="del-in-value"),
     pytest.param(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, id="space-before-colon"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b": a\r\n\r\n", 400, id="empty-field-name"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X(y): a\r\n\r\n", 400, id="paren-in-name"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X@y: a\r\n\r\n", 400, id="at-in-name"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X y: a\r\n\r\n", 400, id="space-in-name"),
-    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"NoColon\r\n\r\n", 400, id="no-colon"),
+    pytest.param(get(b": a"), 400, id="empty-field-name"),
+    pytest.param(get(b"X(y): a"), 400, id="paren-in-name"),
+    pytest.param(get(b"X@y: a"), 400, id="at-in-name"),
+    pytest.param(get(b"X y: a"), 400, id="space-in-name"),
+    pytest.param(get(b"NoColon"), 400, id="no-colon"),
     # Host (RFC 9112 §3.2)
     pytest.param(b"GET / HTTP/1.1\r\n\r\n", 400, id="missing-host-11"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, id="two-hosts-11"),
@@ -133,23 +87,23 @@ MALFORMED = [
     # whatever its version.
     pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, id="two-hosts-10"),
     # Request line (RFC 9112 §3)
-    pytest.param(b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, id="http2"),
-    pytest.param(b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, id="http3"),
-    pytest.param(b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505, id="http09-version"),
-    pytest.param(b"GET / http/1.1\r\n" + H + b"\r\n", 400, id="lower-case-version"),
-    pytest.param(b"GET / HTTP/1.10\r\n" + H + b"\r\n", 400, id="two-digit-minor"),
-    pytest.param(b"GET / HTTP/1\r\n" + H + b"\r\n", 400, id="no-minor"),
-    pytest.param(b"GET  / HTTP/1.1\r\n" + H + b"\r\n", 400, id="double-space-after-method"),
-    pytest.param(b"GET /  HTTP/1.1\r\n" + H + b"\r\n", 400, id="double-space-after-target"),
-    pytest.param(b" GET / HTTP/1.1\r\n" + H + b"\r\n", 400, id="leading-space"),
-    pytest.param(b"GET / HTTP/1.1 \r\n" + H + b"\r\n", 400, id="trailing-space"),
-    pytest.param(b"GET\t/\tHTTP/1.1\r\n" + H + b"\r\n", 400, id="tab-separators"),
-    pytest.param(b"GET HTTP/1.1\r\n" + H + b"\r\n", 400, id="missing-target"),
+    pytest.param(head(b"GET / HTTP/2.0"), 505, id="http2"),
+    pytest.param(head(b"GET / HTTP/3.0"), 505, id="http3"),
+    pytest.param(head(b"GET / HTTP/0.9"), 505, id="http09-version"),
+    pytest.param(head(b"GET / http/1.1"), 400, id="lower-case-version"),
+    pytest.param(head(b"GET / HTTP/1.10"), 400, id="two-digit-minor"),
+    pytest.param(head(b"GET / HTTP/1"), 400, id="no-minor"),
+    pytest.param(head(b"GET  / HTTP/1.1"), 400, id="double-space-after-method"),
+    pytest.param(head(b"GET /  HTTP/1.1"), 400, id="double-space-after-target"),
+    pytest.param(head(b" GET / HTTP/1.1"), 400, id="leading-space"),
+    pytest.param(head(b"GET / HTTP/1.1 "), 400, id="trailing-space"),
+    pytest.param(head(b"GET\t/\tHTTP/1.1"), 400, id="tab-separators"),
+    pytest.param(head(b"GET HTTP/1.1"), 400, id="missing-target"),
     pytest.param(b"GET /\r\n\r\n", 400, id="http09-request"),
-    pytest.param(b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 400, id="bad-method-char"),
-    pytest.param(b"GET /a\x00b HTTP/1.1\r\n" + H + b"\r\n", 400, id="nul-in-target"),
-    pytest.param(b"GET index.html HTTP/1.1\r\n" + H + b"\r\n", 400, id="relative-target"),
-    pytest.param(b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, id="asterisk-with-get"),
+    pytest.param(head(b"G(T / HTTP/1.1"), 400, id="bad-method-char"),
+    pytest.param(head(b"GET /a\x00b HTTP/1.1"), 400, id="nul-in-target"),
+    pytest.param(head(b"GET index.html HTTP/1.1"), 400, id="relative-target"),
+    pytest.param(head(b"GET * HTTP/1.1"), 400, id="asterisk-with-get"),
     pytest.param(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 501, id="connect"),
     # Chunked bodies (RFC 9112 §7.1)
     pytest.param(CHUNKED_POST + b"zz\r\n", 400, id="chunk-size-zz"),
@@ -164,15 +118,9 @@ MALFORMED = [
     pytest.param(CHUNKED_POST + b"5;a b\r\nhello\r\n", 400, id="chunk-ext-space-in-name"),
     pytest.param(CHUNKED_POST + b"0\r\nX : y\r\n\r\n", 400, id="trailer-bad-field"),
     # Limits
-    pytest.param(
-        b"GET / HTTP/1.1\r\n" + H + b"X: " + b"a" * MAX_HEAD + b"\r\n\r\n",
-        431,
-        id="head-too-large",
-    ),
+    pytest.param(get(b"X: " + b"a" * MAX_HEAD), 431, id="head-too-large"),
     pytest.param(b"GET /" + b"a" * MAX_HEAD, 431, id="head-too-large-incomplete"),
-    pytest.param(
-        b"GET / HTTP/1.1\r\n" + H + b"X: 1\r\n" * MAX_FIELDS + b"\r\n", 431, id="too-many-fields"
-    ),
+    pytest.param(get(*[b"X: 1"] * MAX_FIELDS), 431, id="too-many-fields"),
     pytest.param(
         CHUNKED_POST + b"0\r\nX: " + b"a" * MAX_HEAD + b"\r\n\r\n", 431, id="trailer-too-large"
     ),
@@ -187,9 +135,7 @@ MALFORMED = [
 def first_error(pieces: Iterable[bytes]) -> tuple[RemoteProtocolError, RequestReader]:
     reader = RequestReader(MAX_HEAD, MAX_FIELDS)
     with pytest.raises(RemoteProtocolError) as info:
-        for piece in pieces:
-            reader.receive_data(piece)
-            drain(reader)
+        feed(reader, pieces)
     return info.value, reader
 
 

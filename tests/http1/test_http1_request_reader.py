@@ -1,6 +1,6 @@
 # Pure tests of migproxy.http1.connection.RequestReader: bytes from a client in, events out.
 #
-# Events are compared as plain tuples (see `summarize`) because Fields has no equality, and
+# Events are compared as plain tuples (reader_events.summarize) because Fields has no equality, and
 # adjacent Data events are merged: how a body is cut into Data events depends on how the bytes
 # arrived, and the valid-request table checks that every way of cutting the input gives the
 # same events.
@@ -19,125 +19,30 @@ from migproxy.http1.events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
-    Event,
     Pause,
     RequestHead,
+)
+from tests.http1.reader_events import (
+    CLOSED,
+    END,
+    PAUSE,
+    Summary,
+    bytewise,
+    data,
+    drain,
+    end,
+    feed,
+    req,
+    state_of,
 )
 
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 
-Summary = tuple[object, ...]
-END: Summary = ("end", ())
-PAUSE: Summary = ("paused",)  # next_event() said PAUSED; the driver called start_next_cycle()
-CLOSED: Summary = ("closed",)
-
-
-def req(
-    method: bytes,
-    target: bytes,
-    *lines: bytes,
-    version: int = 11,
-    body: BodyKind = BodyKind.NONE,
-    length: int = 0,
-    keep_alive: bool = True,
-    expect_continue: bool = False,
-    upgrade: bytes | None = None,
-) -> Summary:
-    """The summary of the RequestHead we expect."""
-    return (
-        "head",
-        method,
-        target,
-        version,
-        lines,
-        body,
-        length,
-        keep_alive,
-        expect_continue,
-        upgrade,
-    )
-
-
-def state_of(reader: RequestReader) -> ReaderState:
-    """The reader's state, read through a call: mypy would otherwise keep an attribute
-    narrowed by one assert across the method calls that change it."""
-    return reader.state
-
-
-def data(payload: bytes) -> Summary:
-    return ("data", payload)
-
-
-def end(*trailers: bytes) -> Summary:
-    return ("end", trailers)
-
-
-def summarize(ev: Event) -> Summary:
-    if isinstance(ev, RequestHead):
-        return req(
-            ev.method,
-            ev.target,
-            *ev.fields.lines,
-            version=ev.version,
-            body=ev.body,
-            length=ev.length,
-            keep_alive=ev.keep_alive,
-            expect_continue=ev.expect_continue,
-            upgrade=ev.upgrade,
-        )
-    if isinstance(ev, Data):
-        return data(ev.data)
-    if isinstance(ev, EndOfMessage):
-        return end(*ev.trailers)
-    if isinstance(ev, ConnectionClosed):
-        return CLOSED
-    raise AssertionError(f"a RequestReader produced {ev!r}")
-
-
-def drain(reader: RequestReader) -> list[Summary]:
-    """next_event() until NEED_DATA, resuming after each PAUSED as the proxy would."""
-    out: list[Summary] = []
-    while True:
-        ev = reader.next_event()
-        if ev is NEED_DATA:
-            return out
-        if ev is PAUSED:
-            out.append(PAUSE)
-            reader.start_next_cycle()
-            continue
-        assert not isinstance(ev, Pause)
-        out.append(summarize(ev))
-
-
-def coalesce(events: list[Summary]) -> list[Summary]:
-    """Merge adjacent Data summaries."""
-    out: list[Summary] = []
-    for ev in events:
-        if ev[0] == "data" and out and out[-1][0] == "data":
-            prev = out[-1][1]
-            assert isinstance(prev, bytes) and isinstance(ev[1], bytes)
-            out[-1] = data(prev + ev[1])
-        else:
-            out.append(ev)
-    return out
-
 
 def run(pieces: Iterable[bytes], eof: bool = False) -> list[Summary]:
-    """Feed `pieces` one receive_data() each (then EOF if asked); the merged events."""
-    reader = RequestReader(MAX_HEAD, MAX_FIELDS)
-    out: list[Summary] = []
-    for piece in pieces:
-        reader.receive_data(piece)
-        out += drain(reader)
-    if eof:
-        reader.receive_eof()
-        out += drain(reader)
-    return coalesce(out)
-
-
-def bytewise(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 1] for i in range(len(raw))]
+    """Feed `pieces` to a new RequestReader, resuming after each PAUSED; the merged events."""
+    return feed(RequestReader(MAX_HEAD, MAX_FIELDS), pieces, eof)
 
 
 # Valid requests and the exact events they produce.

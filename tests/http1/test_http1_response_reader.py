@@ -16,86 +16,26 @@ from migproxy.http1.events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
-    Event,
     Pause,
     ResponseHead,
+)
+from tests.http1.reader_events import (
+    CLOSED,
+    END,
+    PAUSE,
+    Summary,
+    bytewise,
+    coalesce,
+    data,
+    drain,
+    end,
+    feed,
+    resp,
+    state_of,
 )
 
 MAX_HEAD = 8192
 MAX_FIELDS = 100
-
-Summary = tuple[object, ...]
-END: Summary = ("end", ())
-PAUSE: Summary = ("paused",)  # the reader said PAUSED: the exchange is over
-CLOSED: Summary = ("closed",)
-
-
-def resp(
-    status: int,
-    *lines: bytes,
-    reason: bytes = b"OK",
-    version: int = 11,
-    body: BodyKind = BodyKind.NONE,
-    length: int = 0,
-    keep_alive: bool = True,
-) -> Summary:
-    """The summary of the ResponseHead we expect."""
-    return ("head", status, reason, version, lines, body, length, keep_alive)
-
-
-def state_of(reader: ResponseReader) -> ReaderState:
-    """The reader's state, read through a call: mypy would otherwise keep an attribute
-    narrowed by one assert across the method calls that change it."""
-    return reader.state
-
-
-def data(payload: bytes) -> Summary:
-    return ("data", payload)
-
-
-def summarize(ev: Event) -> Summary:
-    if isinstance(ev, ResponseHead):
-        return resp(
-            ev.status,
-            *ev.fields.lines,
-            reason=ev.reason,
-            version=ev.version,
-            body=ev.body,
-            length=ev.length,
-            keep_alive=ev.keep_alive,
-        )
-    if isinstance(ev, Data):
-        return data(ev.data)
-    if isinstance(ev, EndOfMessage):
-        return ("end", tuple(ev.trailers))
-    if isinstance(ev, ConnectionClosed):
-        return CLOSED
-    raise AssertionError(f"a ResponseReader produced {ev!r}")
-
-
-def drain(reader: ResponseReader) -> list[Summary]:
-    """next_event() until NEED_DATA or PAUSED (one exchange: nothing resumes the reader)."""
-    out: list[Summary] = []
-    while True:
-        ev = reader.next_event()
-        if ev is NEED_DATA:
-            return out
-        if ev is PAUSED:
-            return [*out, PAUSE]
-        assert not isinstance(ev, Pause)
-        out.append(summarize(ev))
-
-
-def coalesce(events: list[Summary]) -> list[Summary]:
-    out: list[Summary] = []
-    for ev in events:
-        if ev[0] == "data" and out and out[-1][0] == "data":
-            prev = out[-1][1]
-            assert isinstance(prev, bytes) and isinstance(ev[1], bytes)
-            out[-1] = data(prev + ev[1])
-        elif ev != PAUSE or not out or out[-1] != PAUSE:
-            out.append(ev)
-    return out
 
 
 def new_reader(method: bytes) -> ResponseReader:
@@ -105,44 +45,36 @@ def new_reader(method: bytes) -> ResponseReader:
 
 
 def run(method: bytes, pieces: Iterable[bytes], eof: bool) -> list[Summary]:
-    reader = new_reader(method)
-    out: list[Summary] = []
-    for piece in pieces:
-        reader.receive_data(piece)
-        out += drain(reader)
-    if eof:
-        reader.receive_eof()
-        out += drain(reader)
-    return coalesce(out)
-
-
-def bytewise(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 1] for i in range(len(raw))]
+    """Feed `pieces` to a new reader of one exchange (PAUSED ends it); the merged events."""
+    return feed(new_reader(method), pieces, eof, resume=False)
 
 
 CL_LINE = b"Content-Length: 5"
+CL_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+HELLO = CL_HEAD + b"hello"
+EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+EMPTY_EVENTS = [resp(200, b"Content-Length: 0", body=BodyKind.LENGTH), END, PAUSE]
+
+
+def hello_events(*lines: bytes, version: int = 11, keep_alive: bool = True) -> list[Summary]:
+    """The events of a 200 response with `lines`, then Content-Length: 5, and body "hello"."""
+    head = resp(
+        200,
+        *lines,
+        CL_LINE,
+        version=version,
+        body=BodyKind.LENGTH,
+        length=5,
+        keep_alive=keep_alive,
+    )
+    return [head, data(b"hello"), END, PAUSE]
+
 
 VALID = [
+    pytest.param(b"GET", HELLO, False, hello_events(), id="content-length"),
+    pytest.param(b"GET", EMPTY, False, EMPTY_EVENTS, id="content-length-zero"),
     pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        False,
-        [resp(200, CL_LINE, body=BodyKind.LENGTH, length=5), data(b"hello"), END, PAUSE],
-        id="content-length",
-    ),
-    pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        False,
-        [resp(200, b"Content-Length: 0", body=BodyKind.LENGTH), END, PAUSE],
-        id="content-length-zero",
-    ),
-    pytest.param(
-        b"HEAD",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-        False,
-        [resp(200, CL_LINE), END, PAUSE],
-        id="head-with-cl-has-no-body",
+        b"HEAD", CL_HEAD, False, [resp(200, CL_LINE), END, PAUSE], id="head-with-cl-has-no-body"
     ),
     pytest.param(
         b"GET",
@@ -194,7 +126,7 @@ VALID = [
         [
             resp(200, b"Transfer-Encoding: chunked", body=BodyKind.CHUNKED),
             data(b"abcde"),
-            ("end", (b"X-Sum: 1",)),
+            end(b"X-Sum: 1"),
             PAUSE,
         ],
         id="chunked",
@@ -230,65 +162,26 @@ VALID = [
         b"GET",
         b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
         False,
-        [
-            resp(200, CL_LINE, version=10, body=BodyKind.LENGTH, length=5, keep_alive=False),
-            data(b"hello"),
-            END,
-            PAUSE,
-        ],
+        hello_events(version=10, keep_alive=False),
         id="http10-default-close",
     ),
     pytest.param(
         b"GET",
         b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello",
         False,
-        [
-            resp(
-                200,
-                b"Connection: keep-alive",
-                CL_LINE,
-                version=10,
-                body=BodyKind.LENGTH,
-                length=5,
-            ),
-            data(b"hello"),
-            END,
-            PAUSE,
-        ],
+        hello_events(b"Connection: keep-alive", version=10),
         id="http10-keep-alive",
     ),
     pytest.param(
         b"GET",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
         False,
-        [
-            resp(
-                200,
-                b"Connection: close",
-                CL_LINE,
-                body=BodyKind.LENGTH,
-                length=5,
-                keep_alive=False,
-            ),
-            data(b"hello"),
-            END,
-            PAUSE,
-        ],
+        hello_events(b"Connection: close", keep_alive=False),
         id="http11-connection-close",
     ),
+    pytest.param(b"GET", b"\r\n" + EMPTY, False, EMPTY_EVENTS, id="leading-empty-line"),
     pytest.param(
-        b"GET",
-        b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        False,
-        [resp(200, b"Content-Length: 0", body=BodyKind.LENGTH), END, PAUSE],
-        id="leading-empty-line",
-    ),
-    pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA",
-        False,
-        [resp(200, CL_LINE, body=BodyKind.LENGTH, length=5), data(b"hello"), END, PAUSE],
-        id="bytes-after-the-response-wait",
+        b"GET", HELLO + b"EXTRA", False, hello_events(), id="bytes-after-the-response-wait"
     ),
     pytest.param(b"GET", b"", True, [CLOSED], id="eof-before-response"),
 ]
@@ -316,9 +209,7 @@ ERRORS = [
     pytest.param(b"GET", b"HTTP/1.1 OK\r\n\r\n", False, id="bad-status-line"),
     pytest.param(b"GET", b"HTTP/2.0 200 OK\r\n\r\n", False, id="http2-status-line"),
     pytest.param(b"GET", b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, id="not-http"),
-    pytest.param(
-        b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", True, id="short-body-then-eof"
-    ),
+    pytest.param(b"GET", CL_HEAD + b"hel", True, id="short-body-then-eof"),
     pytest.param(
         b"GET",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
@@ -353,12 +244,7 @@ def test_response_errors_are_502(method: bytes, raw: bytes, eof: bool) -> None:
     for pieces in ([raw], bytewise(raw)):
         reader = new_reader(method)
         with pytest.raises(RemoteProtocolError) as info:
-            for piece in pieces:
-                reader.receive_data(piece)
-                drain(reader)
-            if eof:
-                reader.receive_eof()
-                drain(reader)
+            feed(reader, pieces, eof, resume=False)
         assert info.value.status_hint == 502
         assert state_of(reader) is ReaderState.ERROR
 
@@ -368,8 +254,8 @@ def test_response_errors_are_502(method: bytes, raw: bytes, eof: bool) -> None:
 
 def test_expect_resumes_the_next_exchange() -> None:
     reader = new_reader(b"HEAD")
-    reader.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
-    reader.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    reader.receive_data(CL_HEAD)
+    reader.receive_data(HELLO)
     head = reader.next_event()
     assert isinstance(head, ResponseHead) and head.body is BodyKind.NONE
     assert reader.next_event() == EndOfMessage([])
@@ -407,7 +293,7 @@ def test_101_switches_to_tunnel() -> None:
 def test_eof_at_message_boundary_is_connection_closed() -> None:
     reader = new_reader(b"GET")
     reader.receive_data(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert drain(reader) == [resp(204, reason=b"No Content"), END, PAUSE]
+    assert drain(reader, resume=False) == [resp(204, reason=b"No Content"), END, PAUSE]
     reader.receive_eof()
     reader.expect(b"GET")
     assert isinstance(reader.next_event(), ConnectionClosed)
@@ -419,7 +305,7 @@ def test_until_close_body_leaves_the_reader_closed() -> None:
     reader = new_reader(b"GET")
     reader.receive_data(b"HTTP/1.1 200 OK\r\n\r\nabc")
     reader.receive_eof()
-    assert coalesce(drain(reader)) == [
+    assert coalesce(drain(reader, resume=False)) == [
         resp(200, body=BodyKind.UNTIL_CLOSE, keep_alive=False),
         data(b"abc"),
         END,
@@ -434,7 +320,7 @@ def test_error_state_sticks() -> None:
     reader.receive_data(b"HTTP/1.1 OK\r\n\r\n")
     with pytest.raises(RemoteProtocolError):
         reader.next_event()
-    reader.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    reader.receive_data(EMPTY)
     reader.expect(b"GET")
     assert isinstance(reader.next_event(), Pause)
     assert state_of(reader) is ReaderState.ERROR

@@ -1,0 +1,45 @@
+# The optional access log and the one-line problem log, read from the proxy's real output.
+from __future__ import annotations
+
+import socket
+
+from tests.e2e.rawclient import RawClient
+from tests.e2e.servers import ScriptedUpstream, run_proxy
+
+
+def answer_ok(sock: socket.socket, head: bytes) -> None:
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_access_log_has_one_line_per_request_with_its_close_reason() -> None:
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, close={"ratio": 1.0}, log={"access_log": True}) as proxy,
+    ):
+        client = RawClient(proxy.port)
+        try:
+            assert client.request(b"GET /logged?x=1 HTTP/1.1\r\nHost: t\r\n\r\n").status == 200
+        finally:
+            client.close()
+        client = RawClient(proxy.port)
+        try:
+            client.send(b"GET / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n")
+            assert client.read_response().status == 400
+        finally:
+            client.close()
+        proxy.stop()
+        log = proxy.log()
+    assert '127.0.0.1 "GET /logged?x=1 HTTP/1.1" 200 close=ratio' in log
+    problems = [line for line in log.splitlines() if "400" in line and "invalid" in line]
+    assert len(problems) == 1, log
+
+
+def test_no_access_log_by_default() -> None:
+    with ScriptedUpstream(answer_ok) as upstream, run_proxy(upstream.port) as proxy:
+        client = RawClient(proxy.port)
+        try:
+            assert client.request(b"GET /quiet HTTP/1.1\r\nHost: t\r\n\r\n").status == 200
+        finally:
+            client.close()
+        proxy.stop()
+        assert "/quiet" not in proxy.log()
