@@ -159,6 +159,14 @@ def assert_error_text(resp: RawResponse, status: int) -> None:
     assert resp.body.decode("utf-8").strip(), resp.body
 
 
+def assert_error_then_close(client: RawClient, status: int) -> None:
+    """The next response is an error with a text reason that announces close, then a FIN."""
+    resp = client.read_response()
+    assert_error_text(resp, status)
+    assert resp.announces_close
+    assert client.at_eof()
+
+
 def read_head(client: RawClient) -> bytes:
     """Only the next response head (bounded by the client's socket timeout)."""
     while b"\r\n\r\n" not in client.buf:
@@ -259,10 +267,7 @@ def test_response_connection_header_cannot_strip_its_framing(env: Env) -> None:
 def test_stalled_request_body_is_408(env: Env) -> None:
     with connect(env.proxy.port) as client:
         client.send(b"POST /stall-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-        resp = client.read_response()
-        assert_error_text(resp, 408)
-        assert resp.announces_close
-        assert client.at_eof()
+        assert_error_then_close(client, 408)
     assert_serves(env.proxy)
 
 
@@ -365,10 +370,7 @@ def test_slowloris_partial_head_gets_408_while_others_are_served(slow_env: Env) 
         # Meanwhile a normal client is served, on its own connection.
         resp = get(port, b"/ok")
         assert resp.status == 200 and resp.body == b"ok\n", resp
-        answer = slow.read_response()
-        assert_error_text(answer, 408)
-        assert answer.announces_close
-        assert slow.at_eof()
+        assert_error_then_close(slow, 408)
     assert [path_of(h) for h in slow_env.upstream.heads] == [b"/ok"]
     assert_serves(slow_env.proxy)
 
@@ -401,10 +403,7 @@ def test_partial_head_on_reused_connection_gets_408(slow_env: Env) -> None:
         first = client.request(GET % b"/ok")
         assert first.status == 200 and not first.announces_close, first
         client.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n")
-        answer = client.read_response()
-        assert_error_text(answer, 408)
-        assert answer.announces_close
-        assert client.at_eof()
+        assert_error_then_close(client, 408)
     assert_serves(slow_env.proxy)
 
 

@@ -37,18 +37,18 @@ def post(fields: bytes, body: bytes, version: bytes = b"1.1") -> bytes:
 
 
 CHUNKED = b"Transfer-Encoding: chunked\r\n"
+# Cases in both tables below.
+CL_THEN_TE_SMUGGLE = post(
+    b"Content-Length: %d\r\n" % len(CHUNKED_END_THEN_SMUGGLED) + CHUNKED, CHUNKED_END_THEN_SMUGGLED
+)
+OVERSIZE_HEAD = (
+    b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n"
+)
 
 # (request bytes, expected status), one fresh connection each.
 MALFORMED = [
     # Content-Length and Transfer-Encoding together, in both orders (CL.TE and TE.CL).
-    pytest.param(
-        post(
-            b"Content-Length: %d\r\n" % len(CHUNKED_END_THEN_SMUGGLED) + CHUNKED,
-            CHUNKED_END_THEN_SMUGGLED,
-        ),
-        400,
-        id="cl-then-te-smuggle",
-    ),
+    pytest.param(CL_THEN_TE_SMUGGLE, 400, id="cl-then-te-smuggle"),
     pytest.param(
         post(
             CHUNKED + b"Content-Length: 4\r\n", b"%x\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)
@@ -163,11 +163,7 @@ MALFORMED = [
     pytest.param(post(CHUNKED, b"5\nhello\r\n0\r\n\r\n"), 400, id="chunk-size-bare-lf"),
     pytest.param(post(CHUNKED, b"0\r\nX-T: a\r\n b\r\n\r\n"), 400, id="trailer-obs-fold"),
     # Limits.
-    pytest.param(
-        b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n",
-        431,
-        id="oversize-head",
-    ),
+    pytest.param(OVERSIZE_HEAD, 431, id="oversize-head"),
     pytest.param(
         b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES),
         431,
@@ -185,23 +181,12 @@ MALFORMED = [
 # Malformed requests sent right behind a valid one, in the same write.
 FIRST = b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n"
 BEHIND_VALID = [
-    pytest.param(
-        post(
-            b"Content-Length: %d\r\n" % len(CHUNKED_END_THEN_SMUGGLED) + CHUNKED,
-            CHUNKED_END_THEN_SMUGGLED,
-        ),
-        400,
-        id="cl-then-te-smuggle",
-    ),
+    pytest.param(CL_THEN_TE_SMUGGLE, 400, id="cl-then-te-smuggle"),
     pytest.param(b"GET / HTTP/1.1\nHost: t\n\n", 400, id="bare-lf"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n", 400, id="obs-fold"),
     pytest.param(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, id="http-2.0"),
     pytest.param(b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n", 501, id="connect"),
-    pytest.param(
-        b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n",
-        431,
-        id="oversize-head",
-    ),
+    pytest.param(OVERSIZE_HEAD, 431, id="oversize-head"),
     pytest.param(post(CHUNKED, b"zz\r\nhello\r\n0\r\n\r\n"), 400, id="chunk-size-invalid"),
 ]
 
@@ -287,23 +272,33 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def on_warm_pool(env: Env, *forwarded: bytes, why: str) -> Iterator[RawClient]:
+    """A new client connection while an upstream connection waits idle in the pool, as it
+    would in production, so that nothing but the proxy's checks stops forwarding. After the
+    with block, a valid request on another connection: the upstream must have received the
+    request lines `forwarded`, then that request's, and nothing else (else fail with `why`)."""
+    n = next(_SEQ)
+    get_ok(env.proxy.port, b"/warm-%d" % n)
+    mark = len(env.upstream.heads)
+    with connect(env.proxy.port) as client:
+        yield client
+    after = b"/after-%d" % n
+    get_ok(env.proxy.port, after)
+    assert request_lines(env.upstream.heads[mark:]) == [
+        *forwarded,
+        b"GET " + after + b" HTTP/1.1",
+    ], why
+
+
 @pytest.mark.parametrize(("data", "status"), MALFORMED)
 def test_malformed_request_is_rejected_and_never_forwarded(
     env: Env, data: bytes, status: int
 ) -> None:
-    n = next(_SEQ)
-    # A warm upstream pool first: the malformed request finds an idle upstream connection
-    # ready, as it would in production, so nothing but the proxy's checks stops forwarding.
-    get_ok(env.proxy.port, b"/warm-%d" % n)
-    mark = len(env.upstream.heads)
-    with connect(env.proxy.port) as client:
+    why = "the upstream received (part of) a request that cannot be framed exactly"
+    with on_warm_pool(env, why=why) as client:
         client.send(data)
         assert_rejected(client, status)
-    after = b"/after-%d" % n
-    get_ok(env.proxy.port, after)
-    assert request_lines(env.upstream.heads[mark:]) == [b"GET " + after + b" HTTP/1.1"], (
-        "the upstream received (part of) a request that cannot be framed exactly"
-    )
     assert env.proxy.proc.poll() is None
 
 
@@ -311,20 +306,12 @@ def test_malformed_request_is_rejected_and_never_forwarded(
 def test_malformed_request_behind_valid_one_in_same_write(
     env: Env, data: bytes, status: int
 ) -> None:
-    n = next(_SEQ)
-    get_ok(env.proxy.port, b"/warm-%d" % n)
-    mark = len(env.upstream.heads)
-    with connect(env.proxy.port) as client:
+    why = "the upstream must see exactly the valid request, nothing of the malformed one"
+    with on_warm_pool(env, b"GET /first HTTP/1.1", why=why) as client:
         client.send(FIRST + data)
         first = client.read_response()
         assert first.status == 200 and first.body == OK_BODY, first
         assert_rejected(client, status)
-    after = b"/after-%d" % n
-    get_ok(env.proxy.port, after)
-    assert request_lines(env.upstream.heads[mark:]) == [
-        b"GET /first HTTP/1.1",
-        b"GET " + after + b" HTTP/1.1",
-    ], "the upstream must see exactly the valid request, nothing of the malformed one"
 
 
 def test_bad_chunk_arriving_later_aborts_upstream_without_a_body_end(env: Env) -> None:

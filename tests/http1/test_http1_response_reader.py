@@ -53,6 +53,7 @@ CL_LINE = b"Content-Length: 5"
 CL_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
 HELLO = CL_HEAD + b"hello"
 EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 EMPTY_EVENTS = [resp(200, b"Content-Length: 0", body=BodyKind.LENGTH), END, PAUSE]
 
 
@@ -120,8 +121,7 @@ VALID = [
     ),
     pytest.param(
         b"GET",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Sum: 1\r\n\r\n",
+        CHUNKED_HEAD + b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Sum: 1\r\n\r\n",
         False,
         [
             resp(200, b"Transfer-Encoding: chunked", body=BodyKind.CHUNKED),
@@ -210,12 +210,7 @@ ERRORS = [
     pytest.param(b"GET", b"HTTP/2.0 200 OK\r\n\r\n", False, id="http2-status-line"),
     pytest.param(b"GET", b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, id="not-http"),
     pytest.param(b"GET", CL_HEAD + b"hel", True, id="short-body-then-eof"),
-    pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-        True,
-        id="eof-inside-chunked",
-    ),
+    pytest.param(b"GET", CHUNKED_HEAD + b"5\r\nhel", True, id="eof-inside-chunked"),
     pytest.param(b"GET", b"HTTP/1.1 200 OK\r\nCont", True, id="eof-mid-head"),
     pytest.param(b"GET", b"HTTP/1.1 200 OK\nX: y\n\n", False, id="bare-lf"),
     pytest.param(
@@ -224,17 +219,9 @@ ERRORS = [
         False,
         id="head-too-large-431-becomes-502",
     ),
+    pytest.param(b"GET", CHUNKED_HEAD + b"zz\r\n", False, id="bad-chunk-size"),
     pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        False,
-        id="bad-chunk-size",
-    ),
-    pytest.param(
-        b"GET",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + b"a" * MAX_HEAD,
-        False,
-        id="trailer-too-large",
+        b"GET", CHUNKED_HEAD + b"0\r\nX: " + b"a" * MAX_HEAD, False, id="trailer-too-large"
     ),
 ]
 
