@@ -1,0 +1,46 @@
+# SIGTERM: stop accepting, finish the exchange in flight with an announced close, close idle
+# keep-alive connections, exit 0.
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+
+from tests.e2e.rawclient import RawClient
+from tests.e2e.servers import ScriptedUpstream, run_proxy
+
+EXIT_TIMEOUT = 20.0
+
+
+def test_sigterm_finishes_in_flight_exchange_and_closes_idle_connections() -> None:
+    release = threading.Event()
+
+    def slow_answer(sock: socket.socket, head: bytes) -> None:
+        if b"/slow" in head:
+            release.wait(10)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    with ScriptedUpstream(slow_answer) as upstream, run_proxy(upstream.port) as proxy:
+        idle = RawClient(proxy.port)
+        busy = RawClient(proxy.port)
+        try:
+            assert idle.request(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").status == 200
+            busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            for _ in range(1000):  # at most 10 s for the slow request to reach the upstream
+                if len(upstream.heads) >= 2:
+                    break
+                threading.Event().wait(0.01)
+            assert len(upstream.heads) == 2
+            proxy.proc.send_signal(signal.SIGTERM)
+            assert idle.at_eof(), "an idle keep-alive connection is closed on SIGTERM"
+            release.set()
+            resp = busy.read_response()
+            assert resp.status == 200 and resp.body == b"ok"
+            assert resp.announces_close, "the response in flight announces the close"
+            assert busy.at_eof()
+        finally:
+            release.set()
+            idle.close()
+            busy.close()
+        assert proxy.proc.wait(EXIT_TIMEOUT) == 0
+        assert "drained" in proxy.log()
