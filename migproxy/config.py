@@ -42,6 +42,7 @@ class Address:
 class ListenConfig:
     address: Address
     backlog: int = 1024
+    accept_queues: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,14 @@ def _address(value: object) -> Address:
 # One entry per section: the dataclass it builds and one validator per key. Defaults, and
 # which keys are required (no default), come from the dataclass itself.
 _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
-    "listen": (ListenConfig, {"address": _address, "backlog": _int_between(1, 65535)}),
+    "listen": (
+        ListenConfig,
+        {
+            "address": _address,
+            "backlog": _int_between(1, 65535),
+            "accept_queues": _int_between(1, 64),
+        },
+    ),
     "upstream": (
         UpstreamConfig,
         {

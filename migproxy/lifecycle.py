@@ -41,18 +41,55 @@ async def resolve_upstream(config: Config, loop: asyncio.AbstractEventLoop) -> s
     return str(infos[0][4][0])
 
 
+async def bind_listeners(
+    config: Config,
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.BaseProtocol],
+) -> list[asyncio.Server]:
+    """The listening sockets of this worker: `listen.accept_queues` of them on one address.
+
+    uvloop accepts one connection per listening socket per event-loop iteration, so under a
+    wave of reconnects (which injected closes cause) one socket lets new connections queue
+    for many iterations. Several sockets sharing the address through SO_REUSEPORT, with the
+    kernel spreading connections over them, accept that many per iteration.
+
+    Raises:
+        OSError: the address is taken, by any process, or cannot be bound.
+    """
+    listen = config.listen
+    queues = listen.accept_queues
+    if queues > 1:
+        # SO_REUSEPORT would let us bind beside a running instance of ourselves; refuse, as
+        # a plain bind would.
+        _check_address_free(listen.address.host, listen.address.port)
+    return [
+        await loop.create_server(
+            factory,
+            listen.address.host,
+            listen.address.port,
+            backlog=listen.backlog,
+            reuse_address=True,
+            reuse_port=queues > 1,
+        )
+        for _ in range(queues)
+    ]
+
+
+def _check_address_free(host: str, port: int) -> None:
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+
+
 async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = None) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
     loop = asyncio.get_running_loop()
     ctx = ProxyContext(config, loop, await resolve_upstream(config, loop))
     listen = config.listen.address
-    server = await loop.create_server(
-        lambda: ClientProtocol(ctx),
-        listen.host,
-        listen.port,
-        backlog=config.listen.backlog,
-        reuse_address=True,
-    )
+    servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
@@ -79,10 +116,11 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
         ready(ctx)
     try:
         await stop.wait()
-        await _drain(ctx, server)
+        await _drain(ctx, servers)
     finally:
         sweeper.cancel()
-        server.close()
+        for server in servers:
+            server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
@@ -107,9 +145,10 @@ async def _sweep_forever(ctx: ProxyContext, interval: float) -> None:
         ctx.sweep()
 
 
-async def _drain(ctx: ProxyContext, server: asyncio.Server) -> None:
+async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
     log.info("draining %d connections", len(ctx.connections))
-    server.close()
+    for server in servers:
+        server.close()
     ctx.set_draining()
     deadline = ctx.loop.time() + DRAIN_TIMEOUT
     while ctx.connections and ctx.loop.time() < deadline:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from migproxy import __version__
+from tests.e2e.servers import ScriptedUpstream, run_proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "migproxy.example.toml"
@@ -143,6 +144,21 @@ def test_run_on_busy_port_exits_1(tmp_path: Path) -> None:
     assert "cannot start" in result.stderr, result.stderr
 
 
+def test_second_instance_on_the_same_address_exits_1(tmp_path: Path) -> None:
+    # The listening sockets use SO_REUSEPORT (listen.accept_queues); a second proxy must still
+    # be refused the address instead of silently sharing it.
+    with ScriptedUpstream(lambda sock, head: None) as upstream, run_proxy(upstream.port) as first:
+        path = tmp_path / "second.toml"
+        path.write_text(
+            f'[listen]\naddress = "127.0.0.1:{first.port}"\n'
+            f'[upstream]\naddress = "127.0.0.1:{upstream.port}"\n'
+        )
+        result = migproxy("run", "--config", str(path))
+        assert first.proc.poll() is None
+    assert result.returncode == 1, result
+    assert "cannot start" in result.stderr, result.stderr
+
+
 def test_version() -> None:
     result = migproxy("--version")
     assert result.returncode == 0, result
@@ -151,8 +167,7 @@ def test_version() -> None:
 
 def test_console_script_version() -> None:
     script = Path(sys.executable).parent / "migproxy"
-    if not script.exists():
-        pytest.skip("the migproxy console script is not installed in this environment")
+    assert script.exists(), "scripts/setup installs the console script into the venv"
     result = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT, check=False
     )

@@ -62,7 +62,9 @@ def test_example_file_documents_every_key() -> None:
 def test_defaults() -> None:
     config = parse(BASE)
     assert config.source == "proxy.toml"
-    assert config.listen == ListenConfig(address=Address("127.0.0.1", 8080), backlog=1024)
+    assert config.listen == ListenConfig(
+        address=Address("127.0.0.1", 8080), backlog=1024, accept_queues=4
+    )
     assert config.upstream == UpstreamConfig(
         address=Address("127.0.0.1", 8081),
         connect_timeout=5.0,
@@ -85,7 +87,7 @@ def test_defaults() -> None:
 
 def test_every_key_is_read() -> None:
     config = parse(
-        '[listen]\naddress = "[::]:80"\nbacklog = 16\n'
+        '[listen]\naddress = "[::]:80"\nbacklog = 16\naccept_queues = 2\n'
         '[upstream]\naddress = "backend.internal:9000"\nconnect_timeout = 1\n'
         "response_timeout = 2.5\nmax_idle = 0\nidle_timeout = 3\n"
         "[close]\nratio = 1\nseed = -7\nlinger = 0\n"
@@ -95,7 +97,7 @@ def test_every_key_is_read() -> None:
         '[log]\nlevel = "debug"\naccess_log = true\n'
     )
     assert config == Config(
-        listen=ListenConfig(Address("::", 80), 16),
+        listen=ListenConfig(Address("::", 80), 16, 2),
         upstream=UpstreamConfig(Address("backend.internal", 9000), 1.0, 2.5, 0, 3.0),
         close=CloseConfig(1.0, -7, 0.0),
         limits=LimitsConfig(1024, 10000, 4.0, 5.0, 6.0),
@@ -210,6 +212,12 @@ BAD_CONFIGS = [
         "upstream.max_idle",
         "must be an integer between 0 and 100000, got 8.0",
         id="max-idle-float",
+    ),
+    _bad(
+        LISTEN + "accept_queues = 0\n" + UPSTREAM,
+        "listen.accept_queues",
+        "must be an integer between 1 and 64, got 0",
+        id="accept-queues-zero",
     ),
     _bad(
         LISTEN + "backlog = 0\n" + UPSTREAM,
