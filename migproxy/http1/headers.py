@@ -26,6 +26,9 @@ HOP_BY_HOP = frozenset(
 # LF, in one pass: "\nName: value\r" goes, leaving the previous line's CR and this line's LF.
 # The literal LF prefix lets the regex engine jump between line starts.
 _HOP_BY_HOP_LINES = re.compile(rb"\n(?:" + b"|".join(sorted(HOP_BY_HOP)) + rb"):[^\r]*\r", re.I)
+_USUAL_CONNECTION_LINES = {
+    token: b"Connection: " + token + b"\r\n" for token in (b"keep-alive", b"close")
+}
 # Connection tokens never honoured as field names to remove: the options (they name no field),
 # and the fields that frame or route the message. Dropping Content-Length or Host because a
 # peer listed them in Connection would let that peer change how the next hop frames the
@@ -37,10 +40,12 @@ _NEVER_DROPPED = CONNECTION_OPTIONS | {b"content-length", b"host"}
 class Fields:
     """The field block of one head: `raw` as received, `lines[i]` is the line of `names[i]`."""
 
-    __slots__ = ("raw", "_lines", "_names")
+    __slots__ = ("raw", "single_connection_line", "_lines", "_names")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw  # validated field lines, each ending in CRLF; b"" when there are none
+        # Set by the parser: the only hop-by-hop field is one Connection line.
+        self.single_connection_line = False
         self._lines: list[bytes] | None = None
         self._names: list[bytes] | None = None
 
@@ -87,6 +92,13 @@ class Fields:
 
     def without_hop_by_hop(self, connection: list[bytes]) -> bytes:
         """The field block without hop-by-hop fields, given the message's Connection tokens."""
+        if self.single_connection_line and len(connection) == 1:
+            # The common "Connection: keep-alive" (or close), spelled the usual way: cut it.
+            line = _USUAL_CONNECTION_LINES.get(connection[0])
+            if line is not None:
+                i = self.raw.find(line)
+                if i == 0 or (i > 0 and self.raw[i - 1] == 10):  # at a line start (10 = LF)
+                    return self.raw[:i] + self.raw[i + len(line) :]
         drop = hop_by_hop_names(connection)
         if drop is HOP_BY_HOP:
             return _HOP_BY_HOP_LINES.sub(b"", b"\n" + self.raw)[1:]

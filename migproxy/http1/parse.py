@@ -39,6 +39,7 @@ _SPECIAL = re.compile(
 )
 # x-forwarded-proto is set by the proxy itself, never trusted from a client.
 _HOP_BY_HOP_OR_PROTO = frozenset(_HOP_BY_HOP_NAMES.split(b"|")) | {b"x-forwarded-proto"}
+_HOP_BY_HOP_BUT_CONNECTION = _HOP_BY_HOP_OR_PROTO - {b"connection"}
 _NO_BODY_STATUS = frozenset({204, 304})
 _NO_FIELDS: dict[bytes, bytes] = {}
 _NO_TOKENS: list[bytes] = []  # shared: callers never mutate token lists
@@ -67,6 +68,21 @@ def _special_fields(buf: bytes, start: int, end: int) -> dict[bytes, bytes]:
         for name, value in pairs:
             fields[name] = fields[name] + b"," + value if name in fields else value
     return fields
+
+
+def _has_hop_by_hop(special: dict[bytes, bytes], fields: Fields) -> bool:
+    """Whether a field the proxy must not forward is present; notes the common single case.
+
+    When the only one is a single Connection line (`Connection: keep-alive`, by far the most
+    common), Fields.without_hop_by_hop can cut that line out with a plain search.
+    """
+    if _HOP_BY_HOP_OR_PROTO.isdisjoint(special):
+        return False
+    value = special.get(b"connection")
+    # Repeated lines were joined with commas, so a value without one came from one line.
+    if value is not None and b"," not in value and _HOP_BY_HOP_BUT_CONNECTION.isdisjoint(special):
+        fields.single_connection_line = True
+    return True
 
 
 def _tokens(value: bytes | None) -> list[bytes]:
@@ -169,7 +185,7 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
         expect,
         upgrade,
         connection,
-        not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
+        _has_hop_by_hop(special, fields),
         buf[start : line_end + 2] if minor == b"1" else b"",  # forwarded as HTTP/1.1
     )
 
@@ -280,7 +296,7 @@ def parse_response_head(
         length,
         keep_alive,
         connection,
-        not _HOP_BY_HOP_OR_PROTO.isdisjoint(special),
+        _has_hop_by_hop(special, fields),
         buf[start : line_end + 2] if minor == b"1" and reason else b"",
     )
 
