@@ -44,7 +44,7 @@ def request_head_bytes(
     block = fields.raw
     if head.has_hop_by_hop:
         block = fields.without_hop_by_hop(head.connection or [])
-        if b"x-forwarded-proto" in block.lower():  # ours replaces the client's
+        if block.lower().find(b"x-forwarded-proto") >= 0:  # ours replaces the client's
             block = b"".join(line + b"\r\n" for line in Fields(block).without(_CLIENT_PROTO))
     extra = forwarding if forwarding is not None else forwarding_lines(client_ip, rules)
     if head.body is _CHUNKED_BODY:
@@ -64,7 +64,7 @@ def forwarding_lines(client_ip: bytes, rules: ForwardingRules) -> bytes:
     if rules.forwarded == "x-forwarded":
         out = b"X-Forwarded-For: " + client_ip + b"\r\nX-Forwarded-Proto: http\r\n"
     elif rules.forwarded == "forwarded":
-        node = b'"[' + client_ip + b']"' if b":" in client_ip else client_ip
+        node = b'"[' + client_ip + b']"' if client_ip.find(b":") >= 0 else client_ip
         out = b"Forwarded: for=" + node + b";proto=http\r\n"
     else:
         out = b""
