@@ -80,7 +80,7 @@ class ProxyContext:
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
         conn.owner = None
-        if not (conn.is_reusable and self.pool.release(conn, self.now)):
+        if not (conn.is_reusable() and self.pool.release(conn, self.now)):
             conn.close()
 
     def sweep(self) -> None:

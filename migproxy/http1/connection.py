@@ -82,7 +82,6 @@ class _Reader:
     def receive_eof(self) -> None:
         self._eof = True
 
-    @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into events."""
         return len(self._buf) - self._pos
@@ -136,7 +135,7 @@ class _Reader:
         if not self._eof:
             return NEED_DATA
         self.state = _CLOSED
-        if self.buffered:
+        if self.buffered():
             raise RemoteProtocolError("connection closed inside a message head")
         return ConnectionClosed()
 

@@ -219,7 +219,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
             else:
                 self._flush_upstream()
-                if reader.buffered > MAX_BACKLOG:
+                if reader.buffered() > MAX_BACKLOG:
                     self._block_reading(_BLOCK_BACKLOG)  # pipelined requests wait their turn
                 return
 
@@ -434,7 +434,7 @@ class ClientProtocol(asyncio.Protocol):
         self.reader.start_next_cycle()
         if self._read_blocked:
             self._unblock_reading(_BLOCK_BACKLOG)
-        if self.reader.buffered:
+        if self.reader.buffered():
             self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout
             self._process_requests()
@@ -492,7 +492,7 @@ class ClientProtocol(asyncio.Protocol):
         phase = self.phase
         if phase is _WAIT:
             self.upstream_failed(ResponseTimeout("upstream response timed out"))
-        elif phase is _HEAD and self.reader.buffered:
+        elif phase is _HEAD and self.reader.buffered():
             self._client_error(408, "request head not received in time")
         elif phase is _BODY:
             self._client_error(408, "request body stalled")
@@ -502,7 +502,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Drain: close now if idle; otherwise the next response announces close."""
-        if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered):
+        if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered()):
             self._hard_close()
 
     def _close(self) -> None:

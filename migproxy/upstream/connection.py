@@ -46,18 +46,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True  # the last final response let the connection stay open
 
-    @property
     def is_usable(self) -> bool:
         return not self.closed and self.owner is None
 
-    @property
     def is_reusable(self) -> bool:
         """The last response ended cleanly and left nothing unread: it can carry another."""
         return (
             self.keep_alive
             and not self.closed
             and self.reader.state is _DONE
-            and self.reader.buffered == 0
+            and self.reader.buffered() == 0
         )
 
     def attach(self, owner: ResponseSink, method: bytes) -> None:

@@ -13,7 +13,6 @@ class Poolable(Protocol):
 
     idle_since: float
 
-    @property
     def is_usable(self) -> bool:
         """The connection is open and between exchanges."""
         ...
@@ -37,7 +36,7 @@ class IdlePool(Generic[C]):
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.is_usable and now - conn.idle_since < self.idle_timeout:
+            if conn.is_usable() and now - conn.idle_since < self.idle_timeout:
                 return conn
         return None
 

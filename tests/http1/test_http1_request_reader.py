@@ -258,10 +258,10 @@ def test_paused_after_end_of_message_until_start_next_cycle() -> None:
     assert state_of(reader) is ReaderState.DONE
     for _ in range(3):
         assert reader.next_event() is PAUSED
-    assert reader.buffered == len(POST)  # the pipelined request waits, unparsed
+    assert reader.buffered() == len(POST)  # the pipelined request waits, unparsed
     reader.receive_data(b"more")
     assert reader.next_event() is PAUSED
-    assert reader.buffered == len(POST) + 4
+    assert reader.buffered() == len(POST) + 4
     reader.start_next_cycle()
     assert state_of(reader) is ReaderState.HEAD
     head = reader.next_event()
@@ -362,7 +362,7 @@ def test_tunnel_passes_bytes_through_unparsed() -> None:
     reader.start_tunnel()
     assert state_of(reader) is ReaderState.TUNNEL
     assert reader.next_event() == Data(b"\x00\x01 not http\r\n\r\n")
-    assert reader.buffered == 0
+    assert reader.buffered() == 0
     assert reader.next_event() is NEED_DATA
     reader.receive_data(b"GET / HTTP/9.9\r\n")
     assert reader.next_event() == Data(b"GET / HTTP/9.9\r\n")
@@ -375,11 +375,11 @@ def test_receive_data_keeps_unread_bytes() -> None:
     reader = RequestReader(MAX_HEAD, MAX_FIELDS)
     reader.receive_data(GET[:10])
     assert reader.next_event() is NEED_DATA
-    assert reader.buffered == 10
+    assert reader.buffered() == 10
     reader.receive_data(GET[10:])
-    assert reader.buffered == len(GET)
+    assert reader.buffered() == len(GET)
     assert isinstance(reader.next_event(), RequestHead)
-    assert reader.buffered == 0
+    assert reader.buffered() == 0
 
 
 def test_discard_buffer() -> None:
@@ -388,8 +388,8 @@ def test_discard_buffer() -> None:
     assert isinstance(reader.next_event(), RequestHead)
     assert reader.next_event() == EndOfMessage([])
     assert reader.next_event() is PAUSED
-    assert reader.buffered == len(GET)
+    assert reader.buffered() == len(GET)
     reader.discard_buffer()
-    assert reader.buffered == 0
+    assert reader.buffered() == 0
     reader.start_next_cycle()
     assert reader.next_event() is NEED_DATA

@@ -255,7 +255,7 @@ def test_expect_resumes_the_next_exchange() -> None:
     assert isinstance(head, ResponseHead) and head.body is BodyKind.LENGTH
     assert reader.next_event() == Data(b"hello")
     assert reader.next_event() == EndOfMessage([])
-    assert reader.buffered == 0
+    assert reader.buffered() == 0
 
 
 def test_interim_head_keeps_reading_heads() -> None:

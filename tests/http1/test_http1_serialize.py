@@ -480,7 +480,7 @@ def read_response(raw: bytes) -> tuple[ResponseHead, bytes]:
             body += ev.data
             continue
         assert isinstance(ev, EndOfMessage)
-        assert reader.buffered == 0
+        assert reader.buffered() == 0
         return head, body
 
 
