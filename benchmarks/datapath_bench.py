@@ -77,7 +77,7 @@ def run(requests: int, ratio: float) -> float:
         close=CloseConfig(ratio=ratio, seed=1),
     )
     ctx = ProxyContext(config, loop, "127.0.0.1")
-    upstream = UpstreamConnection(65536, 100)
+    upstream = UpstreamConnection(65536, 100, ctx.stats)
     upstream.connection_made(MemoryTransport())
     client = ClientProtocol(ctx)
     client.connection_made(MemoryTransport())

@@ -83,6 +83,17 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    address: Address | None = Address("127.0.0.1", 9105)  # None: no admin endpoint
+    token: str = ""  # required as a bearer token by state-changing endpoints when set
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    vip: str = "default"  # the `vip` label on every series
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: ListenConfig
     upstream: UpstreamConfig
@@ -90,6 +101,8 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     proxy: ProxyConfig = ProxyConfig()
     log: LogConfig = LogConfig()
+    admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     source: str = "<config>"
 
 
@@ -221,6 +234,27 @@ def _address(value: object) -> Address:
         raise _wrong(f'"host:port" or "[ipv6]:port" ({err})', value) from None
 
 
+def _address_or_off(value: object) -> Address | None:
+    if value == "":
+        return None
+    return _address(value)
+
+
+_LABEL_VALUE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+
+
+def _label_value(value: object) -> str:
+    if isinstance(value, str) and _LABEL_VALUE.fullmatch(value):
+        return value
+    raise _wrong("1 to 32 of a-z, 0-9, '_', '.', '-' (starting with a letter or digit)", value)
+
+
+def _token(value: object) -> str:
+    if isinstance(value, str) and value.isprintable() and " " not in value:
+        return value
+    raise _wrong("a string of printable characters without spaces", value)
+
+
 # One entry per section: the dataclass it builds and one validator per key. Defaults, and
 # which keys are required (no default), come from the dataclass itself.
 _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
@@ -255,6 +289,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
     ),
     "proxy": (ProxyConfig, {"forwarded": _one_of(FORWARDED_MODES), "via": _boolean}),
     "log": (LogConfig, {"level": _one_of(LOG_LEVELS), "access_log": _boolean}),
+    "admin": (AdminConfig, {"address": _address_or_off, "token": _token}),
+    "metrics": (MetricsConfig, {"vip": _label_value}),
 }
 
 

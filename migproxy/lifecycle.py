@@ -9,7 +9,11 @@ import signal
 import socket
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
+from migproxy.admin import start_admin
 from migproxy.config import Config
+from migproxy.metrics import build_metrics
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
 
@@ -87,9 +91,17 @@ def _check_address_free(host: str, port: int) -> None:
 async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = None) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
     loop = asyncio.get_running_loop()
-    ctx = ProxyContext(config, loop, await resolve_upstream(config, loop))
+    registry = CollectorRegistry()
+    metrics = build_metrics(registry, config.metrics.vip)
+    ctx = ProxyContext(config, loop, await resolve_upstream(config, loop), metrics=metrics)
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))
+    ctx.serving = True
+    admin = await start_admin(ctx, registry)
+    if admin is not None:
+        log.info(
+            "admin endpoint on http://%s/ (metrics, healthz, readyz, config)", config.admin.address
+        )
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
@@ -121,6 +133,8 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
         sweeper.cancel()
         for server in servers:
             server.close()
+        if admin is not None:
+            await admin.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

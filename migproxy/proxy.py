@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from migproxy.config import Config
 from migproxy.errors import ConnectError, ConnectTimeout
 from migproxy.http1.serialize import ForwardingRules
+from migproxy.metrics import Metrics, flush
 from migproxy.policy.close import ClosePolicy
+from migproxy.stats import Stats, UpstreamClose
 from migproxy.upstream.connection import UpstreamConnection
 from migproxy.upstream.pool import IdlePool
 
@@ -30,6 +32,7 @@ class ProxyContext:
         loop: asyncio.AbstractEventLoop,
         upstream_host: str,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -47,7 +50,12 @@ class ProxyContext:
         )
         self.connections: set[ClientProtocol] = set()
         self.draining = False
+        self.serving = False  # the listeners are bound
         self.access_log = config.log.access_log
+        self.stats = Stats()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.close_ratio.set(config.close.ratio)
         self.now = loop.time()  # coarse clock for deadlines, refreshed by sweep()
         # Timeouts, read on every exchange: copied out of the config once.
         self.head_timeout = config.limits.head_timeout
@@ -67,7 +75,9 @@ class ProxyContext:
         try:
             async with asyncio.timeout(self.config.upstream.connect_timeout):
                 _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(limits.max_header_bytes, limits.max_headers),
+                    lambda: UpstreamConnection(
+                        limits.max_header_bytes, limits.max_headers, self.stats
+                    ),
                     self.upstream_host,
                     self.upstream_port,
                 )
@@ -75,13 +85,18 @@ class ProxyContext:
             raise ConnectTimeout("upstream connect timed out") from None
         except OSError as err:
             raise ConnectError(f"upstream connect failed: {err.strerror or err}") from None
+        self.stats.upstream_opened += 1
         return conn
 
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
         conn.owner = None
-        if not (conn.is_reusable() and self.pool.release(conn, self.now)):
-            conn.close()
+        if not conn.keep_alive:
+            conn.close(UpstreamClose.UPSTREAM)
+        elif not conn.is_reusable():
+            conn.close(UpstreamClose.ERROR)
+        elif not self.pool.release(conn, self.now):
+            conn.close(UpstreamClose.POOL_FULL)
 
     def sweep(self) -> None:
         """Fire the deadlines that have passed; close idle upstream connections too old."""
@@ -89,7 +104,9 @@ class ProxyContext:
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.deadline_passed(now)
         for upstream in self.pool.expired(now):
-            upstream.close()
+            upstream.close(UpstreamClose.IDLE)
+        if self.metrics is not None:
+            flush(self.stats, self.metrics)
 
     def set_draining(self) -> None:
         """From now on every response announces close, and idle connections are closed."""
@@ -97,4 +114,4 @@ class ProxyContext:
         for conn in list(self.connections):
             conn.shutdown()
         for upstream in self.pool.drain():
-            upstream.close()
+            upstream.close(UpstreamClose.DRAIN)

@@ -82,6 +82,10 @@ class _Reader:
     def receive_eof(self) -> None:
         self._eof = True
 
+    def has_eof(self) -> bool:
+        """The peer has closed its sending side."""
+        return self._eof
+
     def buffered(self) -> int:
         """Bytes received and not yet turned into events."""
         return len(self._buf) - self._pos

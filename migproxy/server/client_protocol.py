@@ -116,6 +116,8 @@ class ClientProtocol(asyncio.Protocol):
         "_close_after",
         "_client_out",
         "_upstream_out",
+        "_opened_at",
+        "_close_reason",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -141,6 +143,8 @@ class ClientProtocol(asyncio.Protocol):
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
+        self._opened_at = 0.0
+        self._close_reason: CloseReason | None = None  # why this connection closes, once known
         self._client_out: list[bytes] = []  # corked response bytes, see flush_client()
         self._upstream_out: list[bytes] = []  # corked request bytes, see _flush_upstream()
 
@@ -155,6 +159,10 @@ class ClientProtocol(asyncio.Protocol):
         self._forwarding = forwarding_lines(self.client_ip, self.ctx.rules)
         self.deadline = self.ctx.now + self.ctx.head_timeout
         self.ctx.connections.add(self)
+        stats = self.ctx.stats
+        stats.connections_opened += 1
+        stats.active += 1
+        self._opened_at = self.ctx.loop.time()
         if self.ctx.draining:
             self.shutdown()
 
@@ -180,7 +188,14 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = _CLOSED
         self.deadline = INFINITY
-        self.ctx.connections.discard(self)
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        ctx.stats.active -= 1
+        ctx.stats.count_close(
+            self._close_reason or CloseReason.CLIENT,
+            self.requests,
+            ctx.loop.time() - self._opened_at,
+        )
         if self._connecting is not None:
             self._connecting.cancel()
         if self._upstream is not None:
@@ -307,6 +322,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _client_closed(self) -> None:
         # The client shut its sending side at a message boundary: finish what is in flight.
+        self._close_reason = self._close_reason or CloseReason.CLIENT
         if self._request is None:
             self._hard_close()  # nothing left to read, so closing cannot cause a reset
         elif self.phase is _TUNNEL and self._upstream is not None:
@@ -345,6 +361,11 @@ class ClientProtocol(asyncio.Protocol):
         self._close_after = decision.close
         self._out_chunked = chunked
         self._response_started = True
+        ctx.stats.count_response(self.requests > 1, head.status)
+        if decision.reason is not None:
+            self._close_reason = decision.reason
+            if decision.injected:
+                ctx.stats.count_injected(decision.reason)
         if ctx.access_log:
             self._log_access(request, head.status, decision.reason)
         self._client_out.append(
@@ -452,6 +473,7 @@ class ClientProtocol(asyncio.Protocol):
             self._close()  # the upstream ended the tunnel
             return
         log.warning("%s: upstream %s: %s", self.client_ip.decode(), err.kind, err)
+        self.ctx.stats.count_upstream_error(err.kind)
         if self._response_started:
             self.flush_client()
             self._abort()  # the client must not take a truncated response as complete
@@ -483,6 +505,9 @@ class ClientProtocol(asyncio.Protocol):
     def _answer_error(self, status: int, reason: str, *, close: bool) -> None:
         self._client_out.append(error_response_bytes(status, reason, close=close))
         self._response_started = True
+        self.ctx.stats.count_response(self.requests > 1, status)
+        if close:
+            self._close_reason = self._close_reason or CloseReason.ERROR
         self._out_chunked = False
         self._close_after = close
         self.response_end([])
@@ -497,12 +522,15 @@ class ClientProtocol(asyncio.Protocol):
         elif phase is _BODY:
             self._client_error(408, "request body stalled")
         else:
+            if phase is not _LINGER:
+                self._close_reason = CloseReason.IDLE_TIMEOUT
             self.reader.discard_buffer()
             self._hard_close()
 
     def shutdown(self) -> None:
         """Drain: close now if idle; otherwise the next response announces close."""
         if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered()):
+            self._close_reason = CloseReason.DRAIN
             self._hard_close()
 
     def _close(self) -> None:
@@ -526,6 +554,7 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _abort(self) -> None:
+        self._close_reason = self._close_reason or CloseReason.ERROR
         self.phase = _CLOSED
         self.deadline = INFINITY
         if self.transport is not None:

@@ -17,6 +17,7 @@ from migproxy.errors import (
 )
 from migproxy.http1.connection import ReaderState, ResponseReader
 from migproxy.http1.events import ConnectionClosed, Data, EndOfMessage, ResponseHead
+from migproxy.stats import Stats, UpstreamClose
 
 # Enum members as module names: cheaper than a lookup on the Enum class (Python 3.11).
 _DONE = ReaderState.DONE
@@ -36,15 +37,28 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to the upstream, reused across exchanges."""
 
-    __slots__ = ("transport", "reader", "owner", "idle_since", "closed", "keep_alive")
+    __slots__ = (
+        "transport",
+        "reader",
+        "owner",
+        "idle_since",
+        "closed",
+        "keep_alive",
+        "requests",
+        "close_reason",
+        "stats",
+    )
 
-    def __init__(self, max_head_bytes: int, max_fields: int) -> None:
+    def __init__(self, max_head_bytes: int, max_fields: int, stats: Stats) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = ResponseReader(max_head_bytes, max_fields)
         self.owner: ResponseSink | None = None
         self.idle_since = 0.0
         self.closed = False
         self.keep_alive = True  # the last final response let the connection stay open
+        self.requests = 0  # exchanges carried, this one included
+        self.close_reason: UpstreamClose | None = None  # why we closed it, if we did
+        self.stats = stats
 
     def is_usable(self) -> bool:
         return not self.closed and self.owner is None
@@ -60,6 +74,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def attach(self, owner: ResponseSink, method: bytes) -> None:
         self.owner = owner
+        self.requests += 1
+        self.stats.upstream_requests[self.requests > 1] += 1
         self.reader.expect(method)
 
     def detach(self) -> None:
@@ -77,15 +93,19 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and self.transport.can_write_eof():
             self.transport.write_eof()
 
-    def close(self) -> None:
+    def close(self, reason: UpstreamClose = UpstreamClose.ERROR) -> None:
+        """Close after what was written is sent; `reason` is counted when the socket goes."""
         self.owner = None
         self.closed = True
+        self.close_reason = self.close_reason or reason
         if self.transport is not None:
             self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self, reason: UpstreamClose = UpstreamClose.ERROR) -> None:
+        """Close at once, discarding unsent data (the exchange it carried failed)."""
         self.owner = None
         self.closed = True
+        self.close_reason = self.close_reason or reason
         if self.transport is not None:
             self.transport.abort()
 
@@ -107,7 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
         owner = self.owner
         if owner is None:
             # Bytes between exchanges are a protocol error (or a stale keep-alive close).
-            self.close()
+            self.close(UpstreamClose.UPSTREAM)
             return
         self.reader.receive_data(data)
         self._deliver(owner)
@@ -121,6 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.stats.count_upstream_close(self.close_reason or UpstreamClose.UPSTREAM)
         owner, self.owner = self.owner, None
         if owner is not None:
             owner.upstream_failed(UpstreamClosed("upstream closed the connection mid-exchange"))
@@ -140,7 +161,10 @@ class UpstreamConnection(asyncio.Protocol):
                 ev = reader.next_event()
             except RemoteProtocolError as err:
                 self.abort()
-                owner.upstream_failed(UpstreamProtocolError(err.reason))
+                if reader.has_eof():  # it closed before its message was complete
+                    owner.upstream_failed(UpstreamClosed(err.reason))
+                else:
+                    owner.upstream_failed(UpstreamProtocolError(err.reason))
                 return
             if type(ev) is Data:
                 owner.response_data(ev.data)
@@ -151,7 +175,7 @@ class UpstreamConnection(asyncio.Protocol):
             elif type(ev) is EndOfMessage:
                 owner.response_end(ev.trailers)
             elif type(ev) is ConnectionClosed:
-                self.close()
+                self.close(UpstreamClose.UPSTREAM)
                 owner.upstream_failed(UpstreamClosed("upstream closed before responding"))
                 return
             else:

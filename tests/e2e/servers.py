@@ -69,6 +69,11 @@ class Proxy:
     port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
+    admin_port: int = 0
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def url(self) -> str:
@@ -91,9 +96,11 @@ def run_proxy(
     `uvloop=False` runs the proxy on the stdlib asyncio loop instead.
     """
     port = free_port()
+    admin_port = free_port()
     config: dict[str, dict[str, object]] = {
         "listen": {"address": f"127.0.0.1:{port}"},
         "upstream": {"address": f"127.0.0.1:{upstream_port}"},
+        "admin": {"address": f"127.0.0.1:{admin_port}"},
     }
     for name, keys in sections.items():
         config.setdefault(name, {}).update(keys)
@@ -111,7 +118,8 @@ def run_proxy(
             )
         try:
             wait_for_port(port, proc, START_TIMEOUT)
-            yield Proxy(port, proc, log_path)
+            wait_for_port(admin_port, proc, START_TIMEOUT)
+            yield Proxy(port, proc, log_path, admin_port)
         finally:
             stop_process(proc)
 

@@ -1,0 +1,203 @@
+# Every Prometheus metric of migproxy, defined in one place, and the flush that moves the data
+# path's plain counters (stats.py) into them.
+#
+# Rules: names follow the Prometheus conventions (prefix migproxy_, base units, _total on
+# counters); every series carries the configured `vip` label; label values come from bounded
+# sets (never a client address, a path or a raw upstream address). build_metrics() takes the
+# registry, so tests use a fresh one. Gauges name a multiprocess_mode for when worker
+# processes share one exposition (prometheus-client multiprocess mode).
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from migproxy.policy.close import CloseReason
+from migproxy.stats import STATUS_CLASSES, Stats, UpstreamClose
+
+K = TypeVar("K")
+NAMESPACE = "migproxy"
+REQUESTS_PER_CONNECTION_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
+CONNECTION_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+CONNECTION_STATES = ("fresh", "reused")
+UPSTREAM_ERROR_KINDS = ("connect", "connect_timeout", "timeout", "reset", "protocol", "error")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metric families, with the label children the flush uses bound ahead of time."""
+
+    families: tuple[MetricWrapperBase, ...]
+    requests: tuple[tuple[Counter, ...], ...]  # [reused][status class]
+    connections_opened: Counter
+    connections_closed: dict[CloseReason, Counter]
+    injected_closes: dict[CloseReason, Counter]
+    connections_active: Gauge
+    requests_per_connection: Histogram
+    connection_duration: Histogram
+    close_ratio: Gauge
+    upstream_requests: tuple[Counter, Counter]  # [fresh, reused]
+    upstream_opened: Counter
+    upstream_closed: dict[UpstreamClose, Counter]
+    upstream_errors: dict[str, Counter]
+
+
+def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
+    """Create every migproxy metric in `registry` (None: prometheus-client's default)."""
+    requests = Counter(
+        "requests",
+        "Requests answered, by the state of their client connection "
+        "(first request on it or a later one), cohort (connection opened before the current "
+        "migration epoch or not) and status class.",
+        ["vip", "connection", "cohort", "status_class"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    opened = Counter(
+        "connections_opened",
+        "Client connections accepted.",
+        ["vip"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    closed = Counter(
+        "connections_closed",
+        "Client connections closed, by reason.",
+        ["vip", "reason"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    injected = Counter(
+        "injected_closes",
+        "Connection: close announced by a migration policy, by policy.",
+        ["vip", "policy"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    active = Gauge(
+        "connections_active",
+        "Client connections open now, by cohort.",
+        ["vip", "cohort"],
+        multiprocess_mode="livesum",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    per_connection = Histogram(
+        "requests_per_connection",
+        "Requests served on each client connection, at its close.",
+        ["vip"],
+        buckets=REQUESTS_PER_CONNECTION_BUCKETS,
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    duration = Histogram(
+        "connection_duration_seconds",
+        "Lifetime of each client connection, at its close.",
+        ["vip"],
+        buckets=CONNECTION_SECONDS_BUCKETS,
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    ratio = Gauge(
+        "close_ratio",
+        "Configured share of responses that announce Connection: close.",
+        ["vip"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    up_requests = Counter(
+        "upstream_requests",
+        "Requests sent upstream, by upstream connection state.",
+        ["vip", "connection"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    up_opened = Counter(
+        "upstream_connections_opened",
+        "Upstream connections opened.",
+        ["vip"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    up_closed = Counter(
+        "upstream_connections_closed",
+        "Upstream connections closed, by reason.",
+        ["vip", "reason"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    up_errors = Counter(
+        "upstream_errors",
+        "Exchanges the upstream failed, by kind.",
+        ["vip", "kind"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    return Metrics(
+        families=(
+            requests,
+            opened,
+            closed,
+            injected,
+            active,
+            per_connection,
+            duration,
+            ratio,
+            up_requests,
+            up_opened,
+            up_closed,
+            up_errors,
+        ),
+        requests=tuple(
+            tuple(requests.labels(vip, state, "current", cls) for cls in STATUS_CLASSES)
+            for state in CONNECTION_STATES
+        ),
+        connections_opened=opened.labels(vip),
+        connections_closed={r: closed.labels(vip, r.value) for r in CloseReason},
+        injected_closes={r: injected.labels(vip, r.value) for r in CloseReason},
+        connections_active=active.labels(vip, "current"),
+        requests_per_connection=per_connection.labels(vip),
+        connection_duration=duration.labels(vip),
+        close_ratio=ratio.labels(vip),
+        upstream_requests=(up_requests.labels(vip, "fresh"), up_requests.labels(vip, "reused")),
+        upstream_opened=up_opened.labels(vip),
+        upstream_closed={r: up_closed.labels(vip, r.value) for r in UpstreamClose},
+        upstream_errors={k: up_errors.labels(vip, k) for k in UPSTREAM_ERROR_KINDS},
+    )
+
+
+def flush(stats: Stats, metrics: Metrics) -> None:
+    """Add the counts gathered since the last flush to the metrics, and reset them."""
+    for state, counts in enumerate(stats.requests):
+        for index, count in enumerate(counts):
+            if count:
+                metrics.requests[state][index].inc(count)
+                counts[index] = 0
+    if stats.connections_opened:
+        metrics.connections_opened.inc(stats.connections_opened)
+        stats.connections_opened = 0
+    _flush_map(stats.closes, metrics.connections_closed)
+    _flush_map(stats.injected, metrics.injected_closes)
+    for requests, lifetime in stats.connection_samples:
+        metrics.requests_per_connection.observe(requests)
+        metrics.connection_duration.observe(lifetime)
+    stats.connection_samples.clear()
+    metrics.connections_active.set(stats.active)
+    for state, count in enumerate(stats.upstream_requests):
+        if count:
+            metrics.upstream_requests[state].inc(count)
+            stats.upstream_requests[state] = 0
+    if stats.upstream_opened:
+        metrics.upstream_opened.inc(stats.upstream_opened)
+        stats.upstream_opened = 0
+    _flush_map(stats.upstream_closes, metrics.upstream_closed)
+    _flush_map(stats.upstream_errors, metrics.upstream_errors)
+
+
+def _flush_map(counts: dict[K, int], children: dict[K, Counter]) -> None:
+    for key, count in counts.items():
+        children[key].inc(count)
+    counts.clear()
