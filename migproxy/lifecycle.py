@@ -93,6 +93,7 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
     loop = asyncio.get_running_loop()
     registry = CollectorRegistry()
     metrics = build_metrics(registry, config.metrics.vip)
+    metrics.last_reload_success.set_to_current_time()  # the start-up load counts as one
     ctx = ProxyContext(config, loop, await resolve_upstream(config, loop), metrics=metrics)
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))

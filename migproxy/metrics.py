@@ -42,6 +42,10 @@ class Metrics:
     upstream_opened: Counter
     upstream_closed: dict[UpstreamClose, Counter]
     upstream_errors: dict[str, Counter]
+    returning_reconnects: Counter  # counted once returning clients are tracked (#5)
+    migration_epoch: Gauge  # set once migration epochs exist (#5); 0 = none
+    reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
+    last_reload_success: Gauge
 
 
 def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
@@ -136,6 +140,36 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         namespace=NAMESPACE,
         registry=registry,
     )
+    returning = Counter(
+        "returning_reconnects",
+        "Client addresses that reconnected within the returning window after a forced close.",
+        ["vip"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    epoch = Gauge(
+        "migration_epoch_timestamp_seconds",
+        "Start of the current migration epoch, Unix time (0: no epoch set).",
+        ["vip"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    reloads = Counter(
+        "config_reloads",
+        "Configuration reloads, by result.",
+        ["vip", "result"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    last_reload = Gauge(
+        "config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful configuration load.",
+        ["vip"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
     return Metrics(
         families=(
             requests,
@@ -150,6 +184,10 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             up_opened,
             up_closed,
             up_errors,
+            returning,
+            epoch,
+            reloads,
+            last_reload,
         ),
         requests=tuple(
             tuple(requests.labels(vip, state, "current", cls) for cls in STATUS_CLASSES)
@@ -166,6 +204,10 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         upstream_opened=up_opened.labels(vip),
         upstream_closed={r: up_closed.labels(vip, r.value) for r in UpstreamClose},
         upstream_errors={k: up_errors.labels(vip, k) for k in UPSTREAM_ERROR_KINDS},
+        returning_reconnects=returning.labels(vip),
+        migration_epoch=epoch.labels(vip),
+        reloads={result: reloads.labels(vip, result) for result in ("ok", "error")},
+        last_reload_success=last_reload.labels(vip),
     )
 
 
