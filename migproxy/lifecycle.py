@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
 from migproxy.config import Config
-from migproxy.metrics import build_metrics
+from migproxy.metrics import Metrics, build_metrics
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
 
@@ -88,13 +90,28 @@ def _check_address_free(host: str, port: int) -> None:
             probe.bind(sockaddr)
 
 
+def metrics_for_this_process(config: Config) -> tuple[CollectorRegistry, Metrics]:
+    """The registry /metrics exposes, and this process's metrics.
+
+    With PROMETHEUS_MULTIPROC_DIR set (worker processes, prometheus-client multiprocess mode),
+    the metrics write to files there and the registry aggregates every process's files;
+    otherwise both live in this process.
+    """
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        metrics = build_metrics(None, config.metrics.vip)
+    else:
+        metrics = build_metrics(registry, config.metrics.vip)
+    metrics.last_reload_success.set_to_current_time()  # the start-up load counts as one
+    return registry, metrics
+
+
 async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = None) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
     loop = asyncio.get_running_loop()
-    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-    registry = CollectorRegistry()
-    metrics = build_metrics(registry, config.metrics.vip)
-    metrics.last_reload_success.set_to_current_time()  # the start-up load counts as one
+    registry, metrics = metrics_for_this_process(config)
     ctx = ProxyContext(config, loop, await resolve_upstream(config, loop), metrics=metrics)
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))

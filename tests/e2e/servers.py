@@ -89,7 +89,11 @@ class Proxy:
 
 @contextlib.contextmanager
 def run_proxy(
-    upstream_port: int, *, uvloop: bool = True, **sections: dict[str, object]
+    upstream_port: int,
+    *,
+    uvloop: bool = True,
+    env: dict[str, str] | None = None,
+    **sections: dict[str, object],
 ) -> Iterator[Proxy]:
     """Start `migproxy run` in front of 127.0.0.1:upstream_port; sections override config.
 
@@ -115,6 +119,7 @@ def run_proxy(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                env={**os.environ, **(env or {})},
             )
         try:
             wait_for_port(port, proc, START_TIMEOUT)

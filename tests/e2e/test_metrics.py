@@ -5,6 +5,7 @@ import json
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -174,3 +175,23 @@ def test_readiness_fails_when_the_upstream_is_unreachable() -> None:
         assert fetch(proxy.admin_url + "/healthz")[0] == 200
     assert status == 503
     assert "upstream unreachable" in text
+
+
+def test_multiprocess_mode_counts_through_the_shared_directory(tmp_path: Path) -> None:
+    # Worker processes (a later change) share one exposition through prometheus-client's
+    # multiprocess mode; one process already works that way when the directory is set.
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}) as proxy,
+    ):
+        client = RawClient(proxy.port)
+        try:
+            for _ in range(10):
+                assert client.request(GET).status == 200
+        finally:
+            client.close()
+        found = samples(proxy.admin_url)
+    common = {"vip": "default", "cohort": "current", "status_class": "2xx"}
+    assert value(found, "migproxy_requests_total", connection="fresh", **common) == 1
+    assert value(found, "migproxy_requests_total", connection="reused", **common) == 9
+    assert list(tmp_path.glob("*.db")), "metrics were written to the multiprocess directory"

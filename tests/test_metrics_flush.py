@@ -1,0 +1,65 @@
+# The flush from the data path's plain counters into Prometheus series, on a fresh registry.
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from migproxy.metrics import build_metrics, flush
+from migproxy.policy.close import CloseReason
+from migproxy.stats import Stats, UpstreamClose
+
+
+def fresh() -> tuple[CollectorRegistry, Stats]:
+    registry = CollectorRegistry()
+    return registry, Stats()
+
+
+def test_counts_move_into_series_once_and_are_reset() -> None:
+    registry, stats = fresh()
+    metrics = build_metrics(registry, "old")
+    stats.count_response(False, 200)
+    for _ in range(3):
+        stats.count_response(True, 204)
+    stats.count_response(True, 502)
+    stats.count_injected(CloseReason.RATIO)
+    stats.count_close(CloseReason.RATIO, requests=4, lifetime=1.5)
+    stats.count_upstream_close(UpstreamClose.IDLE)
+    stats.count_upstream_error("timeout")
+    stats.connections_opened += 1
+    stats.upstream_requests[1] += 4
+    stats.active = 7
+    flush(stats, metrics)
+    flush(stats, metrics)  # a second flush adds nothing
+
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"vip": "old", **labels})
+
+    base = {"cohort": "current"}
+    assert get("migproxy_requests_total", connection="fresh", status_class="2xx", **base) == 1
+    assert get("migproxy_requests_total", connection="reused", status_class="2xx", **base) == 3
+    assert get("migproxy_requests_total", connection="reused", status_class="5xx", **base) == 1
+    assert get("migproxy_injected_closes_total", policy="ratio") == 1
+    assert get("migproxy_connections_closed_total", reason="ratio") == 1
+    assert get("migproxy_connections_closed_total", reason="client") == 0
+    assert get("migproxy_requests_per_connection_sum") == 4
+    assert get("migproxy_connection_duration_seconds_sum") == 1.5
+    assert get("migproxy_upstream_connections_closed_total", reason="idle") == 1
+    assert get("migproxy_upstream_errors_total", kind="timeout") == 1
+    assert get("migproxy_connections_opened_total") == 1
+    assert get("migproxy_upstream_requests_total", connection="reused") == 4
+    assert get("migproxy_connections_active", cohort="current") == 7
+    assert stats.requests == [[0] * 5, [0] * 5] and not stats.closes
+
+
+def test_out_of_range_status_is_not_counted() -> None:
+    stats = Stats()
+    stats.count_response(False, 99)
+    stats.count_response(False, 600)
+    assert stats.requests == [[0] * 5, [0] * 5]
+
+
+def test_every_series_carries_the_vip_label() -> None:
+    registry, _ = fresh()
+    build_metrics(registry, "new")
+    for family in registry.collect():
+        for sample in family.samples:
+            assert sample.labels.get("vip") == "new", sample
