@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from migproxy.policy.close import CloseReason
-from migproxy.stats import STATUS_CLASSES, Stats, UpstreamClose
+from migproxy.stats import STATUS_CLASSES, UPSTREAM_SECONDS_BUCKETS, Stats, UpstreamClose
 
 K = TypeVar("K")
 NAMESPACE = "migproxy"
@@ -42,6 +42,7 @@ class Metrics:
     upstream_opened: Counter
     upstream_closed: dict[UpstreamClose, Counter]
     upstream_errors: dict[str, Counter]
+    upstream_duration: Histogram
     returning_reconnects: Counter  # counted once returning clients are tracked (#5)
     migration_epoch: Gauge  # set once migration epochs exist (#5); 0 = none
     reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
@@ -140,6 +141,14 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         namespace=NAMESPACE,
         registry=registry,
     )
+    up_duration = Histogram(
+        "upstream_request_duration_seconds",
+        "Time from a request sent upstream to its response complete.",
+        ["vip"],
+        buckets=UPSTREAM_SECONDS_BUCKETS,
+        namespace=NAMESPACE,
+        registry=registry,
+    )
     returning = Counter(
         "returning_reconnects",
         "Client addresses that reconnected within the returning window after a forced close.",
@@ -184,6 +193,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             up_opened,
             up_closed,
             up_errors,
+            up_duration,
             returning,
             epoch,
             reloads,
@@ -204,6 +214,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         upstream_opened=up_opened.labels(vip),
         upstream_closed={r: up_closed.labels(vip, r.value) for r in UpstreamClose},
         upstream_errors={k: up_errors.labels(vip, k) for k in UPSTREAM_ERROR_KINDS},
+        upstream_duration=up_duration.labels(vip),
         returning_reconnects=returning.labels(vip),
         migration_epoch=epoch.labels(vip),
         reloads={result: reloads.labels(vip, result) for result in ("ok", "error")},
@@ -237,6 +248,23 @@ def flush(stats: Stats, metrics: Metrics) -> None:
         stats.upstream_opened = 0
     _flush_map(stats.upstream_closes, metrics.upstream_closed)
     _flush_map(stats.upstream_errors, metrics.upstream_errors)
+    _flush_histogram(stats, metrics.upstream_duration)
+
+
+def _flush_histogram(stats: Stats, histogram: Histogram) -> None:
+    # Observing every exchange through Histogram.observe() would cost more than the rest of
+    # the metrics together, so the data path counts per bucket and the counts are added here
+    # to the histogram's own (non-cumulative) bucket values, the ones observe() increments.
+    # tests/test_metrics_flush.py checks the exposition this produces.
+    counts = stats.upstream_seconds
+    if not any(counts):
+        return
+    for index, count in enumerate(counts):
+        if count:
+            histogram._buckets[index].inc(count)
+            counts[index] = 0
+    histogram._sum.inc(stats.upstream_seconds_sum)
+    stats.upstream_seconds_sum = 0.0
 
 
 def _flush_map(counts: dict[K, int], children: dict[K, Counter]) -> None:

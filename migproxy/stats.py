@@ -6,10 +6,30 @@
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 
 from migproxy.policy.close import CloseReason
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Upper bounds of the upstream request duration histogram, in seconds (+Inf is implied).
+UPSTREAM_SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 class UpstreamClose(enum.Enum):
@@ -35,6 +55,8 @@ class Stats:
         "upstream_opened",
         "upstream_closes",
         "upstream_errors",
+        "upstream_seconds",
+        "upstream_seconds_sum",
         "active",
     )
 
@@ -50,6 +72,9 @@ class Stats:
         self.upstream_opened = 0
         self.upstream_closes: dict[UpstreamClose, int] = {}
         self.upstream_errors: dict[str, int] = {}
+        # observations per bucket (not cumulative; the last one is +Inf), and their sum
+        self.upstream_seconds = [0] * (len(UPSTREAM_SECONDS_BUCKETS) + 1)
+        self.upstream_seconds_sum = 0.0
         self.active = 0  # client connections open now (a gauge, never reset)
 
     def count_response(self, reused: bool, status: int) -> None:
@@ -70,3 +95,8 @@ class Stats:
     def count_upstream_error(self, kind: str) -> None:
         # kind is an UpstreamError.kind: a fixed set (metrics.UPSTREAM_ERROR_KINDS)
         self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
+
+    def observe_upstream(self, seconds: float) -> None:
+        """One upstream exchange took `seconds` (request sent to response complete)."""
+        self.upstream_seconds[bisect_left(UPSTREAM_SECONDS_BUCKETS, seconds)] += 1
+        self.upstream_seconds_sum += seconds

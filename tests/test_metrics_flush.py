@@ -63,3 +63,30 @@ def test_every_series_carries_the_vip_label() -> None:
     for family in registry.collect():
         for sample in family.samples:
             assert sample.labels.get("vip") == "new", sample
+
+
+def histogram_samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str], float]:
+    """(sample name, le) -> value for a histogram's buckets, sum and count."""
+    return {
+        (sample.name, sample.labels.get("le", "")): sample.value
+        for family in registry.collect()
+        if family.name == name
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_upstream_durations_reach_the_histogram_as_observe_would_put_them() -> None:
+    registry, stats = fresh()
+    metrics = build_metrics(registry, "old")
+    reference = CollectorRegistry()
+    expected = build_metrics(reference, "old").upstream_duration
+    for seconds in (0.0002, 0.0007, 0.003, 0.003, 0.2, 1.0, 45.0, 120.0):
+        stats.observe_upstream(seconds)
+        expected.observe(seconds)
+    flush(stats, metrics)
+    name = "migproxy_upstream_request_duration_seconds"
+    ours = histogram_samples(registry, name)
+    theirs = histogram_samples(reference, name)
+    assert ours == theirs
+    assert stats.upstream_seconds_sum == 0.0 and not any(stats.upstream_seconds)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from time import monotonic
 from typing import cast
 
 from migproxy.errors import (
@@ -118,6 +119,7 @@ class ClientProtocol(asyncio.Protocol):
         "_upstream_out",
         "_opened_at",
         "_close_reason",
+        "_sent_at",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -144,6 +146,7 @@ class ClientProtocol(asyncio.Protocol):
         self._out_chunked = False
         self._close_after = False
         self._opened_at = 0.0
+        self._sent_at = 0.0  # when the request in flight went upstream (monotonic)
         self._close_reason: CloseReason | None = None  # why this connection closes, once known
         self._client_out: list[bytes] = []  # corked response bytes, see flush_client()
         self._upstream_out: list[bytes] = []  # corked request bytes, see _flush_upstream()
@@ -269,6 +272,7 @@ class ClientProtocol(asyncio.Protocol):
         self._upstream_out.append(
             request_head_bytes(head, self.client_ip, ctx.rules, self._forwarding)
         )
+        self._sent_at = monotonic()
         conn = ctx.pool.acquire(ctx.now)
         if conn is not None:
             self._upstream = conn
@@ -430,6 +434,7 @@ class ClientProtocol(asyncio.Protocol):
         self.flush_client()
         conn, self._upstream = self._upstream, None
         if conn is not None:
+            self.ctx.stats.observe_upstream(monotonic() - self._sent_at)
             if self._request_done:
                 self.ctx.release_upstream(conn)
             else:
