@@ -1,4 +1,4 @@
-# Command line: `migproxy run|check --config FILE`, `migproxy demo-backend`.
+# Command line: `migproxy run|check --config FILE`, `migproxy watch URL...`, `migproxy demo-backend`.
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a configuration file (exit 0 or 1)")
     check.add_argument("--config", required=True, help="TOML configuration file")
     sub.add_parser("demo-backend", help="run the bundled demo backend", add_help=False)
+    sub.add_parser("watch", help="live convergence view over proxies' /metrics", add_help=False)
     return parser
 
 
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
         backend_main(args_list[1:])
         return 0
+    if args_list[:1] == ["watch"]:
+        from migproxy.watch import main as watch_main
+
+        return watch_main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         config = load_config(args.config)
