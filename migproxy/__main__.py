@@ -1,4 +1,5 @@
-# Command line: `migproxy run|check --config FILE`, `migproxy watch URL...`, `migproxy demo-backend`.
+# Command line: `migproxy run|check --config FILE`, `migproxy watch URL...`,
+# `migproxy demo-backend`.
 from __future__ import annotations
 
 import argparse
