@@ -14,7 +14,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from migproxy.policy.close import CloseReason
+from migproxy.policy.close import POLICY_REASONS, CloseReason
 from migproxy.stats import STATUS_CLASSES, UPSTREAM_SECONDS_BUCKETS, Stats, UpstreamClose
 
 K = TypeVar("K")
@@ -205,7 +205,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         ),
         connections_opened=opened.labels(vip),
         connections_closed={r: closed.labels(vip, r.value) for r in CloseReason},
-        injected_closes={r: injected.labels(vip, r.value) for r in CloseReason},
+        injected_closes={r: injected.labels(vip, r.value) for r in POLICY_REASONS},
         connections_active=active.labels(vip, "current"),
         requests_per_connection=per_connection.labels(vip),
         connection_duration=duration.labels(vip),

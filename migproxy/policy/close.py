@@ -23,6 +23,11 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"  # closed while idle (never announced: see server code)
 
 
+# The reasons that are migration policies (a close injected into a connection that could have
+# stayed open); the other reasons are protocol or lifecycle closes.
+POLICY_REASONS = (CloseReason.RATIO,)
+
+
 @dataclass(frozen=True, slots=True)
 class CloseDecision:
     """Whether to announce `Connection: close`, and why.
