@@ -15,12 +15,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from migproxy.policy.close import POLICY_REASONS, CloseReason
-from migproxy.stats import STATUS_CLASSES, UPSTREAM_SECONDS_BUCKETS, Stats, UpstreamClose
+from migproxy.stats import (
+    CONNECTION_SECONDS_BUCKETS,
+    REQUESTS_PER_CONNECTION_BUCKETS,
+    STATUS_CLASSES,
+    UPSTREAM_SECONDS_BUCKETS,
+    BucketCounts,
+    Stats,
+    UpstreamClose,
+)
 
 K = TypeVar("K")
 NAMESPACE = "migproxy"
-REQUESTS_PER_CONNECTION_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
-CONNECTION_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 CONNECTION_STATES = ("fresh", "reused")
 UPSTREAM_ERROR_KINDS = ("connect", "connect_timeout", "timeout", "reset", "protocol", "error")
 
@@ -234,10 +240,8 @@ def flush(stats: Stats, metrics: Metrics) -> None:
         stats.connections_opened = 0
     _flush_map(stats.closes, metrics.connections_closed)
     _flush_map(stats.injected, metrics.injected_closes)
-    for requests, lifetime in stats.connection_samples:
-        metrics.requests_per_connection.observe(requests)
-        metrics.connection_duration.observe(lifetime)
-    stats.connection_samples.clear()
+    _flush_histogram(stats.requests_per_connection, metrics.requests_per_connection)
+    _flush_histogram(stats.connection_seconds, metrics.connection_duration)
     metrics.connections_active.set(stats.active)
     for state, count in enumerate(stats.upstream_requests):
         if count:
@@ -248,23 +252,23 @@ def flush(stats: Stats, metrics: Metrics) -> None:
         stats.upstream_opened = 0
     _flush_map(stats.upstream_closes, metrics.upstream_closed)
     _flush_map(stats.upstream_errors, metrics.upstream_errors)
-    _flush_histogram(stats, metrics.upstream_duration)
+    _flush_histogram(stats.upstream_seconds, metrics.upstream_duration)
 
 
-def _flush_histogram(stats: Stats, histogram: Histogram) -> None:
-    # Observing every exchange through Histogram.observe() would cost more than the rest of
-    # the metrics together, so the data path counts per bucket and the counts are added here
-    # to the histogram's own (non-cumulative) bucket values, the ones observe() increments.
-    # tests/test_metrics_flush.py checks the exposition this produces.
-    counts = stats.upstream_seconds
+def _flush_histogram(observed: BucketCounts, histogram: Histogram) -> None:
+    # Histogram.observe() for every exchange would cost more than the rest of the metrics
+    # together, so the data path counts per bucket and the counts are added here to the
+    # histogram's own (non-cumulative) bucket values, the ones observe() increments.
+    # tests/test_metrics_flush.py checks that the exposition is what observe() would give.
+    counts = observed.counts
     if not any(counts):
         return
     for index, count in enumerate(counts):
         if count:
             histogram._buckets[index].inc(count)
             counts[index] = 0
-    histogram._sum.inc(stats.upstream_seconds_sum)
-    stats.upstream_seconds_sum = 0.0
+    histogram._sum.inc(observed.total)
+    observed.total = 0.0
 
 
 def _flush_map(counts: dict[K, int], children: dict[K, Counter]) -> None:

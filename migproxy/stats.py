@@ -11,7 +11,9 @@ from bisect import bisect_left
 from migproxy.policy.close import CloseReason
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-# Upper bounds of the upstream request duration histogram, in seconds (+Inf is implied).
+# Histogram bucket upper bounds (+Inf is implied).
+REQUESTS_PER_CONNECTION_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000)
+CONNECTION_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 UPSTREAM_SECONDS_BUCKETS = (
     0.0005,
     0.001,
@@ -42,6 +44,21 @@ class UpstreamClose(enum.Enum):
     DRAIN = "drain"  # the proxy is shutting down
 
 
+class BucketCounts:
+    """A histogram as plain counts: observations per bucket (not cumulative) and their sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last bucket is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
 class Stats:
     """Counters since the last flush (deltas), and a few current values (gauges)."""
 
@@ -50,13 +67,13 @@ class Stats:
         "connections_opened",
         "closes",
         "injected",
-        "connection_samples",
+        "requests_per_connection",
+        "connection_seconds",
         "upstream_requests",
         "upstream_opened",
         "upstream_closes",
         "upstream_errors",
         "upstream_seconds",
-        "upstream_seconds_sum",
         "active",
     )
 
@@ -66,15 +83,14 @@ class Stats:
         self.connections_opened = 0
         self.closes: dict[CloseReason, int] = {}
         self.injected: dict[CloseReason, int] = {}
-        # (requests served, lifetime in seconds) of each client connection closed
-        self.connection_samples: list[tuple[int, float]] = []
+        # of each client connection closed: requests served, lifetime in seconds
+        self.requests_per_connection = BucketCounts(REQUESTS_PER_CONNECTION_BUCKETS)
+        self.connection_seconds = BucketCounts(CONNECTION_SECONDS_BUCKETS)
         self.upstream_requests = [0, 0]  # [fresh, reused]
         self.upstream_opened = 0
         self.upstream_closes: dict[UpstreamClose, int] = {}
         self.upstream_errors: dict[str, int] = {}
-        # observations per bucket (not cumulative; the last one is +Inf), and their sum
-        self.upstream_seconds = [0] * (len(UPSTREAM_SECONDS_BUCKETS) + 1)
-        self.upstream_seconds_sum = 0.0
+        self.upstream_seconds = BucketCounts(UPSTREAM_SECONDS_BUCKETS)
         self.active = 0  # client connections open now (a gauge, never reset)
 
     def count_response(self, reused: bool, status: int) -> None:
@@ -84,7 +100,8 @@ class Stats:
 
     def count_close(self, reason: CloseReason, requests: int, lifetime: float) -> None:
         self.closes[reason] = self.closes.get(reason, 0) + 1
-        self.connection_samples.append((requests, lifetime))
+        self.requests_per_connection.observe(requests)
+        self.connection_seconds.observe(lifetime)
 
     def count_injected(self, reason: CloseReason) -> None:
         self.injected[reason] = self.injected.get(reason, 0) + 1
@@ -95,8 +112,3 @@ class Stats:
     def count_upstream_error(self, kind: str) -> None:
         # kind is an UpstreamError.kind: a fixed set (metrics.UPSTREAM_ERROR_KINDS)
         self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
-
-    def observe_upstream(self, seconds: float) -> None:
-        """One upstream exchange took `seconds` (request sent to response complete)."""
-        self.upstream_seconds[bisect_left(UPSTREAM_SECONDS_BUCKETS, seconds)] += 1
-        self.upstream_seconds_sum += seconds

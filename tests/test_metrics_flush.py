@@ -82,11 +82,11 @@ def test_upstream_durations_reach_the_histogram_as_observe_would_put_them() -> N
     reference = CollectorRegistry()
     expected = build_metrics(reference, "old").upstream_duration
     for seconds in (0.0002, 0.0007, 0.003, 0.003, 0.2, 1.0, 45.0, 120.0):
-        stats.observe_upstream(seconds)
+        stats.upstream_seconds.observe(seconds)
         expected.observe(seconds)
     flush(stats, metrics)
     name = "migproxy_upstream_request_duration_seconds"
     ours = histogram_samples(registry, name)
     theirs = histogram_samples(reference, name)
     assert ours == theirs
-    assert stats.upstream_seconds_sum == 0.0 and not any(stats.upstream_seconds)
+    assert stats.upstream_seconds.total == 0.0 and not any(stats.upstream_seconds.counts)

@@ -434,7 +434,7 @@ class ClientProtocol(asyncio.Protocol):
         self.flush_client()
         conn, self._upstream = self._upstream, None
         if conn is not None:
-            self.ctx.stats.observe_upstream(monotonic() - self._sent_at)
+            self.ctx.stats.upstream_seconds.observe(monotonic() - self._sent_at)
             if self._request_done:
                 self.ctx.release_upstream(conn)
             else:
