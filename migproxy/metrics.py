@@ -8,6 +8,7 @@
 # processes share one exposition (prometheus-client multiprocess mode).
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -231,10 +232,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
 def flush(stats: Stats, metrics: Metrics) -> None:
     """Add the counts gathered since the last flush to the metrics, and reset them."""
     for state, counts in enumerate(stats.requests):
-        for index, count in enumerate(counts):
-            if count:
-                metrics.requests[state][index].inc(count)
-                counts[index] = 0
+        _flush_list(counts, metrics.requests[state])
     if stats.connections_opened:
         metrics.connections_opened.inc(stats.connections_opened)
         stats.connections_opened = 0
@@ -243,10 +241,7 @@ def flush(stats: Stats, metrics: Metrics) -> None:
     _flush_histogram(stats.requests_per_connection, metrics.requests_per_connection)
     _flush_histogram(stats.connection_seconds, metrics.connection_duration)
     metrics.connections_active.set(stats.active)
-    for state, count in enumerate(stats.upstream_requests):
-        if count:
-            metrics.upstream_requests[state].inc(count)
-            stats.upstream_requests[state] = 0
+    _flush_list(stats.upstream_requests, metrics.upstream_requests)
     if stats.upstream_opened:
         metrics.upstream_opened.inc(stats.upstream_opened)
         stats.upstream_opened = 0
@@ -269,6 +264,13 @@ def _flush_histogram(observed: BucketCounts, histogram: Histogram) -> None:
             counts[index] = 0
     histogram._sum.inc(observed.total)
     observed.total = 0.0
+
+
+def _flush_list(counts: list[int], children: Sequence[Counter]) -> None:
+    for index, count in enumerate(counts):
+        if count:
+            children[index].inc(count)
+            counts[index] = 0
 
 
 def _flush_map(counts: dict[K, int], children: dict[K, Counter]) -> None:

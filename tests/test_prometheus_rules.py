@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from migproxy.metrics import build_metrics
 from tests.conftest import require_tool
+from tests.prometheus_names import ALERTS, RECORDING_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "config" / "prometheus"
@@ -20,22 +21,6 @@ RULES = RULES_DIR / "rules.yml"
 RULES_TEST = RULES_DIR / "rules_test.yml"
 PROMTOOL_TIMEOUT = 60.0
 
-# Stable names (DESIGN §4): the dashboard and other tests query these.
-RECORDING_RULES = (
-    "migproxy:requests:rate1m",
-    "migproxy:stale_request_share:ratio_rate1m",
-    "migproxy:reused_request_share:ratio_rate1m",
-    "migproxy:closes:rate1m",
-    "migproxy:traffic_share:ratio_rate1m",
-    "migproxy:reconnects:rate1m",
-    "migproxy:returning_reconnects:rate1m",
-)
-ALERTS = (
-    "MigproxyConfigReloadFailed",
-    "MigproxyMigrationStalled",
-    "MigproxyUpstreamErrors",
-    "MigproxyInjectionWithoutReconnects",
-)
 GROUPS = ("migproxy.recording", "migproxy.alerts")
 RULE_START = re.compile(r"^\s*- (record|alert): *(\S+) *$", re.MULTILINE)
 
