@@ -17,5 +17,5 @@ def require_tool(name: str) -> str:
     if path is None:
         if IN_CI:
             pytest.fail(f"{name} is required in CI (apt-get install -y {name})")
-        pytest.skip(f"{name} not installed")
+        pytest.skip(f"{name} not installed (under CI=true this fails instead)")
     return path
