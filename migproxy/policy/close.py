@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from migproxy.http1.events import BodyKind
+
 
 class CloseReason(enum.Enum):
     """Why a client connection closes; the values are metric label values."""
@@ -82,3 +84,33 @@ def decide_close(
     if draw < policy.ratio:
         return _INJECTED[CloseReason.RATIO]
     return KEEP_OPEN
+
+
+def required_close(
+    *,
+    response_body: BodyKind,
+    client_version: int,
+    request_complete: bool,
+    awaiting_continue: bool,
+) -> CloseReason | None:
+    """The close HTTP itself requires after a final response, whatever the policies say.
+
+    Args:
+        response_body: how the upstream delimits the response body.
+        client_version: 10 or 11.
+        request_complete: the whole request body has been received.
+        awaiting_continue: the client sent `Expect: 100-continue` and got no 100 yet.
+
+    Returns:
+        ERROR when the request body may never come (RFC 9110 §10.1.1: a client still waiting
+        for 100 may not send it, so an early final response must say the connection will not
+        be read further); UPSTREAM when only closing can end the body for this client (a
+        close-delimited response, or chunked to an HTTP/1.0 client); else None.
+    """
+    if awaiting_continue and not request_complete:
+        return CloseReason.ERROR
+    if response_body is BodyKind.UNTIL_CLOSE or (
+        response_body is BodyKind.CHUNKED and client_version == 10
+    ):
+        return CloseReason.UPSTREAM
+    return None

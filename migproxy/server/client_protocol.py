@@ -50,7 +50,7 @@ from migproxy.http1.serialize import (
     request_head_bytes,
     response_head_bytes,
 )
-from migproxy.policy.close import CloseReason, decide_close
+from migproxy.policy.close import CloseReason, decide_close, required_close
 from migproxy.proxy import ProxyContext
 from migproxy.upstream.connection import UpstreamConnection
 
@@ -88,7 +88,7 @@ _LINGER = Phase.LINGER
 _CLOSED = Phase.CLOSED
 _NONE_BODY = BodyKind.NONE
 _CHUNKED_BODY = BodyKind.CHUNKED
-_UNTIL_CLOSE_BODY = BodyKind.UNTIL_CLOSE
+_LENGTH_BODY = BodyKind.LENGTH
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -347,14 +347,13 @@ class ClientProtocol(asyncio.Protocol):
             return
         chunked = head.body is _CHUNKED_BODY and request.version == 11
         required = None
-        if not self._request_done and request.expect_continue and not self._continue_sent:
-            # RFC 9110 §10.1.1: a client still waiting for 100 may never send its body, so
-            # an early final response must say the connection will not be read further.
-            required = CloseReason.ERROR
-        elif head.body is _UNTIL_CLOSE_BODY or (
-            head.body is _CHUNKED_BODY and request.version == 10
-        ):
-            required = CloseReason.UPSTREAM  # only closing can end this body for this client
+        if head.body is not _LENGTH_BODY or not self._request_done:
+            required = required_close(
+                response_body=head.body,
+                client_version=request.version,
+                request_complete=self._request_done,
+                awaiting_continue=request.expect_continue and not self._continue_sent,
+            )
         decision = decide_close(
             client_keep_alive=request.keep_alive and not self._close_after,
             required=required,

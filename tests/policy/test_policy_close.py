@@ -8,12 +8,14 @@ import random
 
 import pytest
 
+from migproxy.http1.events import BodyKind
 from migproxy.policy.close import (
     KEEP_OPEN,
     CloseDecision,
     ClosePolicy,
     CloseReason,
     decide_close,
+    required_close,
 )
 
 DRAIN = CloseDecision(True, CloseReason.DRAIN)
@@ -134,3 +136,29 @@ def test_injected_share_matches_the_ratio(seed: int) -> None:
             assert decision == RATIO
             injected += 1
     assert abs(injected / draws - 0.1) <= 0.015
+
+
+@pytest.mark.parametrize(
+    ("body", "version", "complete", "awaiting", "expected"),
+    [
+        pytest.param(BodyKind.LENGTH, 11, True, False, None, id="length-done"),
+        pytest.param(BodyKind.NONE, 11, True, False, None, id="no-body"),
+        pytest.param(BodyKind.CHUNKED, 11, True, False, None, id="chunked-to-11"),
+        pytest.param(BodyKind.CHUNKED, 10, True, False, CloseReason.UPSTREAM, id="chunked-to-10"),
+        pytest.param(BodyKind.UNTIL_CLOSE, 11, True, False, CloseReason.UPSTREAM, id="until-close"),
+        pytest.param(BodyKind.LENGTH, 11, False, False, None, id="early-response-keeps"),
+        pytest.param(BodyKind.LENGTH, 11, False, True, CloseReason.ERROR, id="early-no-100"),
+        pytest.param(BodyKind.LENGTH, 11, True, True, None, id="continue-body-done"),
+        pytest.param(BodyKind.UNTIL_CLOSE, 11, False, True, CloseReason.ERROR, id="error-first"),
+    ],
+)
+def test_required_close(
+    body: BodyKind, version: int, complete: bool, awaiting: bool, expected: CloseReason | None
+) -> None:
+    got = required_close(
+        response_body=body,
+        client_version=version,
+        request_complete=complete,
+        awaiting_continue=awaiting,
+    )
+    assert got is expected
