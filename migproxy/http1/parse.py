@@ -46,6 +46,8 @@ _NO_FIELDS: dict[bytes, bytes] = {}
 # `bytes in bytes` first tries the left operand as an int, and the TypeError it builds and
 # drops on the way costs more than the search itself (measured: ~1,800 instructions).
 _NO_TOKENS: list[bytes] = []  # shared: callers never mutate token lists
+# The Connection values nearly every message carries (lower-cased), tokenized once.
+_COMMON_TOKENS = {value: [value] for value in (b"keep-alive", b"close", b"upgrade")}
 # Enum members as module names: cheaper than a lookup on the Enum class (Python 3.11).
 _NONE_BODY = BodyKind.NONE
 _LENGTH_BODY = BodyKind.LENGTH
@@ -95,6 +97,9 @@ def _has_hop_by_hop(special: dict[bytes, bytes], fields: Fields) -> bool:
 def _tokens(value: bytes | None) -> list[bytes]:
     if value is None:
         return _NO_TOKENS
+    common = _COMMON_TOKENS.get(value)
+    if common is not None:
+        return common
     if value.find(b",") < 0:
         return [value.strip(b" \t")]
     return split_tokens([value])
@@ -157,7 +162,8 @@ def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> Req
     if major != b"1":
         raise RemoteProtocolError("HTTP version not supported", 505)
     version = 10 if minor == b"0" else 11
-    _check_field_count(raw, max_fields)
+    if len(raw) > max_fields * 4:  # shorter blocks cannot hold more fields than that
+        _check_field_count(raw, max_fields)
     fields = Fields(raw)
     line_end = end - 4 - len(raw)  # where the request line's CRLF starts
     if target[:1] != b"/" or method == b"CONNECT":
@@ -279,10 +285,11 @@ def parse_response_head(
     status = int(code)
     if status < 100:  # RFC 9110 §15: three digits, 1xx to 5xx
         raise RemoteProtocolError("invalid status code", 502)
-    try:
-        _check_field_count(raw, max_fields)
-    except RemoteProtocolError as err:
-        raise RemoteProtocolError(f"upstream: {err.reason}", 502) from None
+    if len(raw) > max_fields * 4:  # shorter blocks cannot hold more fields than that
+        try:
+            _check_field_count(raw, max_fields)
+        except RemoteProtocolError as err:
+            raise RemoteProtocolError(f"upstream: {err.reason}", 502) from None
     fields = Fields(raw)
     line_end = end - 4 - len(raw)  # where the status line's CRLF starts
     special = _special_fields(buf, line_end + 1, end - 2)
