@@ -91,6 +91,10 @@ class ProxyContext:
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to the pool after an exchange, or close it if it cannot be reused."""
         conn.owner = None
+        if conn.reading_paused:
+            # Paused for the client of the exchange that just ended (its write buffer filled
+            # with the response's last bytes): the next exchange must not inherit that.
+            conn.resume_reading()
         if not conn.keep_alive:
             conn.close(UpstreamClose.UPSTREAM)
         elif not conn.is_reusable():

@@ -458,7 +458,9 @@ class ClientProtocol(asyncio.Protocol):
         self.deadline = self.ctx.now + self.ctx.keepalive_timeout
         self.reader.start_next_cycle()
         if self._read_blocked:
-            self._unblock_reading(_BLOCK_BACKLOG)
+            # Neither the pipelined backlog nor the finished exchange's upstream (whose write
+            # buffer may still be draining) holds this client back any more.
+            self._unblock_reading(_BLOCK_BACKLOG | _BLOCK_UPSTREAM_FULL)
         if self.reader.buffered():
             self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout

@@ -47,6 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
         "requests",
         "close_reason",
         "stats",
+        "reading_paused",
     )
 
     def __init__(self, max_head_bytes: int, max_fields: int, stats: Stats) -> None:
@@ -58,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = True  # the last final response let the connection stay open
         self.requests = 0  # exchanges carried, this one included
         self.close_reason: UpstreamClose | None = None  # why we closed it, if we did
+        self.reading_paused = False  # paused because the client could not take more
         self.stats = stats
 
     def is_usable(self) -> bool:
@@ -112,10 +114,12 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
+            self.reading_paused = True
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
+        self.reading_paused = False
 
     # asyncio.Protocol callbacks
 
