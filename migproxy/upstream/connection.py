@@ -66,11 +66,11 @@ class UpstreamConnection(asyncio.Protocol):
         return not self.closed and self.owner is None
 
     def is_reusable(self) -> bool:
-        """The last response ended cleanly and left nothing unread: it can carry another."""
+        """It carried nothing yet, or its last response ended cleanly and left nothing unread."""
         return (
             self.keep_alive
             and not self.closed
-            and self.reader.state is _DONE
+            and (self.reader.state is _DONE or self.requests == 0)
             and self.reader.buffered() == 0
         )
 

@@ -195,3 +195,14 @@ def test_multiprocess_mode_counts_through_the_shared_directory(tmp_path: Path) -
     assert value(found, "migproxy_requests_total", connection="fresh", **common) == 1
     assert value(found, "migproxy_requests_total", connection="reused", **common) == 9
     assert list(tmp_path.glob("*.db")), "metrics were written to the multiprocess directory"
+
+
+def test_readiness_probe_connection_is_pooled_for_the_next_request() -> None:
+    with ScriptedUpstream(answer_ok) as upstream, run_proxy(upstream.port) as proxy:
+        assert fetch(proxy.admin_url + "/readyz")[0] == 200
+        client = RawClient(proxy.port)
+        try:
+            assert client.request(GET).status == 200
+        finally:
+            client.close()
+        assert upstream.connections == 1, "the probe's upstream connection was not reused"
