@@ -99,6 +99,8 @@ class ProxyContext:
             conn.close(UpstreamClose.UPSTREAM)
         elif not conn.is_reusable():
             conn.close(UpstreamClose.ERROR)
+        elif self.draining:
+            conn.close(UpstreamClose.DRAIN)
         elif not self.pool.release(conn, self.now):
             conn.close(UpstreamClose.POOL_FULL)
 
