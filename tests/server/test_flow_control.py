@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.datapath_bench import MemoryTransport
 from migproxy.config import Address, Config, ListenConfig, UpstreamConfig
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
@@ -17,43 +18,26 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class FakeTransport(asyncio.Transport):
-    """Records writes and reading state; `on_write` can play the kernel filling up."""
+class FakeTransport(MemoryTransport):
+    """The benchmark's in-memory transport, keeping what is written and whether it reads;
+    `on_write` can play the kernel's buffer filling up."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.written: list[bytes] = []
+        self.chunks: list[bytes] = []
         self.reading = True
         self.on_write: Callable[[], None] | None = None
 
     def write(self, data: Any) -> None:
-        self.written.append(bytes(data))
+        self.chunks.append(bytes(data))
         if self.on_write is not None:
             self.on_write()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
 
     def pause_reading(self) -> None:
         self.reading = False
 
     def resume_reading(self) -> None:
         self.reading = True
-
-    def is_closing(self) -> bool:
-        return False
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -89,7 +73,7 @@ def test_upstream_paused_for_a_slow_client_is_resumed_when_pooled(
     # The response's last bytes fill the client's write buffer: the proxy pauses the upstream.
     client_transport.on_write = client.pause_writing
     upstream.data_received(RESPONSE)
-    assert client_transport.written[-1].endswith(b"ok")
+    assert client_transport.chunks[-1].endswith(b"ok")
     # The exchange is over and the connection went back to the pool: it must read again.
     assert upstream.is_usable()
     assert upstream_transport.reading
@@ -97,7 +81,7 @@ def test_upstream_paused_for_a_slow_client_is_resumed_when_pooled(
     client.resume_writing()
     client.data_received(REQUEST)  # the next exchange gets that connection, and its response
     upstream.data_received(RESPONSE)
-    assert client_transport.written[-1].endswith(b"ok")
+    assert client_transport.chunks[-1].endswith(b"ok")
 
 
 def test_client_paused_for_a_full_upstream_is_resumed_for_its_next_request(
@@ -109,5 +93,5 @@ def test_client_paused_for_a_full_upstream_is_resumed_for_its_next_request(
     client.data_received(REQUEST)
     assert not client_transport.reading
     upstream.data_received(RESPONSE)  # the upstream answers; its buffer is still draining
-    assert client_transport.written[-1].endswith(b"ok")
+    assert client_transport.chunks[-1].endswith(b"ok")
     assert client_transport.reading, "the client's next request would never be read"
