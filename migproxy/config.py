@@ -8,11 +8,14 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, TypeGuard
 
 FORWARDED_MODES = ("x-forwarded", "forwarded", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BALANCE_MODES = ("least_outstanding", "round_robin")
+HEALTH_CHECKS = ("http", "tcp")
+ALL_DOWN_MODES = ("fail_open", "reject")
 
 
 class ConfigError(Exception):
@@ -39,10 +42,46 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpKeepaliveConfig:
+    """TCP keep-alive probing of idle connections (SO_KEEPALIVE and the TCP_KEEP* options)."""
+
+    enabled: bool = False
+    idle: int = 60  # seconds of silence before the first probe (TCP_KEEPIDLE)
+    interval: int = 10  # seconds between unanswered probes (TCP_KEEPINTVL)
+    count: int = 6  # unanswered probes before the connection is dropped (TCP_KEEPCNT)
+    user_timeout: float = 0.0  # TCP_USER_TIMEOUT in seconds; 0 keeps the kernel's default
+
+    def detection_seconds(self) -> int:
+        """Longest time a silently vanished peer goes unnoticed on an idle connection."""
+        return self.idle + self.interval * self.count
+
+
+# Upstream sockets probe by default: the kernel's own defaults (7200 s + 9 x 75 s) would keep
+# a pooled connection to a vanished backend for more than two hours.
+UPSTREAM_TCP_KEEPALIVE = TcpKeepaliveConfig(enabled=True, idle=30, interval=5, count=3)
+
+
+@dataclass(frozen=True, slots=True)
 class ListenConfig:
     address: Address
     backlog: int = 1024
     accept_queues: int = 4
+    tcp_keepalive: TcpKeepaliveConfig = TcpKeepaliveConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Active health checks of every upstream address."""
+
+    enabled: bool = False
+    check: str = "http"  # "http": GET `path`, healthy on 2xx/3xx; "tcp": a connect succeeds
+    path: str = "/"
+    host: str = ""  # Host header of the check; "" sends the upstream address's host
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2  # consecutive successes that readmit an ejected address
+    fall: int = 3  # consecutive failures that eject an address
+    all_down: str = "fail_open"  # every address ejected: "fail_open" uses them all, "reject" 503s
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +89,16 @@ class UpstreamConfig:
     address: Address
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
-    max_idle: int = 256
+    max_idle: int = 256  # per address
     idle_timeout: float = 50.0
+    max_age: float = 0.0  # seconds a connection may live, 0 = no limit
+    balance: str = "least_outstanding"
+    nameservers: tuple[Address, ...] = ()  # () = the system's (/etc/resolv.conf)
+    min_ttl: float = 1.0
+    max_ttl: float = 300.0
+    stale_ttl: float = 300.0
+    tcp_keepalive: TcpKeepaliveConfig = UPSTREAM_TCP_KEEPALIVE
+    health: HealthConfig = HealthConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +302,85 @@ def _token(value: object) -> str:
     raise _wrong("a string of printable characters without spaces", value)
 
 
-# One entry per section: the dataclass it builds and one validator per key. Defaults, and
-# which keys are required (no default), come from the dataclass itself.
-_SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
+def _nameservers(value: object) -> tuple[Address, ...]:
+    expected = 'an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port"'
+    if not isinstance(value, list):
+        raise _wrong(expected, value)
+    servers = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _wrong(expected, item)
+        try:
+            servers.append(_nameserver(item))
+        except ValueError as err:
+            raise ValueError(f"{json.dumps(item)}: {err}") from None
+    return tuple(servers)
+
+
+def _nameserver(text: str) -> Address:
+    try:
+        return Address(str(ipaddress.ip_address(text)), 53)
+    except ValueError:
+        if ":" not in text:
+            raise ValueError("not an IP address (a name server must be an IP address)") from None
+    address = parse_address(text)
+    try:
+        ipaddress.ip_address(address.host)
+    except ValueError:
+        raise ValueError("a name server must be an IP address, not a name") from None
+    return address
+
+
+_PATH = re.compile(r"/[!-~]*")
+
+
+def _http_path(value: object) -> str:
+    if isinstance(value, str) and _PATH.fullmatch(value):
+        return value
+    raise _wrong('a path starting with "/" (printable ASCII, no spaces)', value)
+
+
+def _host_or_empty(value: object) -> str:
+    if isinstance(value, str) and (value == "" or re.fullmatch(r"[A-Za-z0-9.:\[\]_-]+", value)):
+        return value
+    raise _wrong("a host name (optionally with :port) or an empty string", value)
+
+
+# Kernel limits of the TCP keep-alive options (include/net/tcp.h): seconds and probes.
+_KEEPALIVE_VALIDATORS: dict[str, Validator] = {
+    "enabled": _boolean,
+    "idle": _int_between(1, 32767),
+    "interval": _int_between(1, 32767),
+    "count": _int_between(1, 127),
+    "user_timeout": _number("a number of seconds from 0 to 2147483", lambda n: 0 <= n <= 2147483),
+}
+
+
+def _check_keepalive(section: TcpKeepaliveConfig) -> tuple[str, str] | None:
+    if 0 < section.user_timeout < section.interval * section.count:
+        # The kernel would drop the connection before the last probe is even sent.
+        return "user_timeout", "must be 0 or at least interval x count seconds"
+    return None
+
+
+def _check_upstream(section: UpstreamConfig) -> tuple[str, str] | None:
+    if section.min_ttl > section.max_ttl:
+        return "min_ttl", "must not be greater than max_ttl"
+    return None
+
+
+def _check_health(section: HealthConfig) -> tuple[str, str] | None:
+    if section.timeout > section.interval:
+        return "timeout", "must not be greater than interval (checks would overlap)"
+    return None
+
+
+# One entry per section: the dataclass it builds, one validator per key, and a check of the
+# keys together. Defaults, and which keys are required (no default), come from the dataclass
+# itself; a nested table such as [upstream.health] is a key of its parent whose name joined
+# with the parent's ("upstream.health") has an entry of its own.
+Check = Callable[[Any], "tuple[str, str] | None"]
+_SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     "listen": (
         ListenConfig,
         {
@@ -265,7 +388,9 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
             "backlog": _int_between(1, 65535),
             "accept_queues": _int_between(1, 64),
         },
+        None,
     ),
+    "listen.tcp_keepalive": (TcpKeepaliveConfig, _KEEPALIVE_VALIDATORS, _check_keepalive),
     "upstream": (
         UpstreamConfig,
         {
@@ -274,9 +399,36 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
             "response_timeout": _positive,
             "max_idle": _int_between(0, 100_000),
             "idle_timeout": _positive,
+            "max_age": _non_negative,
+            "balance": _one_of(BALANCE_MODES),
+            "nameservers": _nameservers,
+            "min_ttl": _non_negative,
+            "max_ttl": _positive,
+            "stale_ttl": _non_negative,
         },
+        _check_upstream,
     ),
-    "close": (CloseConfig, {"ratio": _fraction, "seed": _integer, "linger": _non_negative}),
+    "upstream.tcp_keepalive": (TcpKeepaliveConfig, _KEEPALIVE_VALIDATORS, _check_keepalive),
+    "upstream.health": (
+        HealthConfig,
+        {
+            "enabled": _boolean,
+            "check": _one_of(HEALTH_CHECKS),
+            "path": _http_path,
+            "host": _host_or_empty,
+            "interval": _positive,
+            "timeout": _positive,
+            "rise": _int_between(1, 100),
+            "fall": _int_between(1, 100),
+            "all_down": _one_of(ALL_DOWN_MODES),
+        },
+        _check_health,
+    ),
+    "close": (
+        CloseConfig,
+        {"ratio": _fraction, "seed": _integer, "linger": _non_negative},
+        None,
+    ),
     "limits": (
         LimitsConfig,
         {
@@ -286,20 +438,24 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
             "keepalive_timeout": _positive,
             "body_timeout": _positive,
         },
+        None,
     ),
-    "proxy": (ProxyConfig, {"forwarded": _one_of(FORWARDED_MODES), "via": _boolean}),
-    "log": (LogConfig, {"level": _one_of(LOG_LEVELS), "access_log": _boolean}),
-    "admin": (AdminConfig, {"address": _address_or_off, "token": _token}),
-    "metrics": (MetricsConfig, {"vip": _label_value}),
+    "proxy": (ProxyConfig, {"forwarded": _one_of(FORWARDED_MODES), "via": _boolean}, None),
+    "log": (LogConfig, {"level": _one_of(LOG_LEVELS), "access_log": _boolean}, None),
+    "admin": (AdminConfig, {"address": _address_or_off, "token": _token}, None),
+    "metrics": (MetricsConfig, {"vip": _label_value}, None),
 }
+_TOP_LEVEL = tuple(name for name in _SECTIONS if "." not in name)
 
 
-def _parse_section(source: str, name: str, raw: object) -> Any:
-    cls, validators = _SECTIONS[name]
+def _parse_section(source: str, name: str, raw: object, base: Any = None) -> Any:
+    """Build section `name` from its TOML table; `base` gives the defaults of a nested one."""
+    cls, validators, check = _SECTIONS[name]
     if not isinstance(raw, Mapping):
         raise ConfigError(source, name, f"must be a table, got {_show(raw)}")
+    nested = {f.name for f in fields(cls) if f"{name}.{f.name}" in _SECTIONS}
     for key in raw:
-        if key not in validators:
+        if key not in validators and key not in nested:
             raise ConfigError(source, f"{name}.{key}", "unknown key")
     required = {f.name for f in fields(cls) if f.default is MISSING}
     values: dict[str, Any] = {}
@@ -311,15 +467,25 @@ def _parse_section(source: str, name: str, raw: object) -> Any:
                 raise ConfigError(source, f"{name}.{key}", str(err)) from None
         elif key in required:
             raise ConfigError(source, f"{name}.{key}", "required")
-    return cls(**values)
+    for field in fields(cls):
+        if field.name in nested:
+            default = field.default if base is None else getattr(base, field.name)
+            values[field.name] = _parse_section(
+                source, f"{name}.{field.name}", raw.get(field.name, {}), default
+            )
+    section = cls(**values) if base is None else replace(base, **values)
+    problem = check(section) if check is not None else None
+    if problem is not None:
+        raise ConfigError(source, f"{name}.{problem[0]}", problem[1])
+    return section
 
 
 def parse_config(data: Mapping[str, object], source: str) -> Config:
     """Validate already-parsed TOML data; raise ConfigError at the first problem."""
     for name in data:
-        if name not in _SECTIONS:
+        if name not in _TOP_LEVEL:
             raise ConfigError(source, str(name), "unknown section")
-    sections = {name: _parse_section(source, name, data.get(name, {})) for name in _SECTIONS}
+    sections = {name: _parse_section(source, name, data.get(name, {})) for name in _TOP_LEVEL}
     return Config(**sections, source=source)
 
 

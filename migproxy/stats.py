@@ -42,6 +42,25 @@ class UpstreamClose(enum.Enum):
     POOL_FULL = "pool_full"  # released while the pool already held max_idle connections
     ERROR = "error"  # protocol error, reset, timeout, or the client left mid-exchange
     DRAIN = "drain"  # the proxy is shutting down
+    DNS_REMOVED = "dns_removed"  # its address left the upstream name's DNS answer
+    MAX_AGE = "max_age"  # older than upstream.max_age
+    UNHEALTHY = "unhealthy"  # its address was ejected by the health checks
+
+
+class Resolution(enum.Enum):
+    """Outcome of one DNS lookup of the upstream name (metric label values)."""
+
+    OK = "ok"  # a fresh answer
+    ERROR = "error"  # the lookup failed (timeout, SERVFAIL, NXDOMAIN, no address)
+    STALE_SERVED = "stale_served"  # it failed and the last good answer stays in use
+
+
+class HealthCheck(enum.Enum):
+    """Outcome of one active health check (metric label values)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"  # the proxy itself was too late to judge the answer
 
 
 class BucketCounts:
@@ -74,6 +93,9 @@ class Stats:
         "upstream_closes",
         "upstream_errors",
         "upstream_seconds",
+        "upstream_retries",
+        "resolutions",
+        "health_checks",
         "active",
     )
 
@@ -91,6 +113,9 @@ class Stats:
         self.upstream_closes: dict[UpstreamClose, int] = {}
         self.upstream_errors: dict[str, int] = {}
         self.upstream_seconds = BucketCounts(UPSTREAM_SECONDS_BUCKETS)
+        self.upstream_retries = 0  # requests retried after a stale keep-alive connection
+        self.resolutions: dict[Resolution, int] = {}
+        self.health_checks: dict[HealthCheck, int] = {}
         self.active = 0  # client connections open now (a gauge, never reset)
 
     def count_response(self, reused: bool, status: int) -> None:
@@ -112,3 +137,9 @@ class Stats:
     def count_upstream_error(self, kind: str) -> None:
         # kind is an UpstreamError.kind: a fixed set (metrics.UPSTREAM_ERROR_KINDS)
         self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
+
+    def count_resolution(self, result: Resolution) -> None:
+        self.resolutions[result] = self.resolutions.get(result, 0) + 1
+
+    def count_health_check(self, result: HealthCheck) -> None:
+        self.health_checks[result] = self.health_checks.get(result, 0) + 1
