@@ -12,10 +12,12 @@ from migproxy.config import (
     CloseConfig,
     Config,
     ConfigError,
+    HealthConfig,
     LimitsConfig,
     ListenConfig,
     LogConfig,
     ProxyConfig,
+    TcpKeepaliveConfig,
     UpstreamConfig,
     load_config,
     parse_address,
@@ -34,6 +36,9 @@ SECTIONS = {
     "limits": LimitsConfig,
     "proxy": ProxyConfig,
     "log": LogConfig,
+    "listen.tcp_keepalive": TcpKeepaliveConfig,
+    "upstream.tcp_keepalive": TcpKeepaliveConfig,
+    "upstream.health": HealthConfig,
 }
 
 
@@ -53,10 +58,14 @@ def test_example_file_loads_with_defaults_except_addresses_and_ratio() -> None:
 
 def test_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
+    documented = tomllib.loads(text.replace("\n# seed = ", "\nseed = "))
     for section, cls in SECTIONS.items():
         assert f"[{section}]" in text
+        table = documented
+        for part in section.split("."):
+            table = table[part]
         for field in dataclasses.fields(cls):
-            assert f"\n{field.name} = " in text or f"\n# {field.name} = " in text, field.name
+            assert field.name in table, f"{section}.{field.name}"
 
 
 def test_defaults() -> None:
@@ -346,7 +355,104 @@ BAD_CONFIGS = [
         'must be a "host:port" string, got a date',
         id="address-date",
     ),
+    # nested tables
+    _bad(
+        BASE + "[upstream.health]\nenable = true\n",
+        "upstream.health.enable",
+        "unknown key",
+        id="nested-unknown-key",
+    ),
+    _bad(BASE + "[upstream.bogus]\n", "upstream.bogus", "unknown key", id="nested-unknown-table"),
+    _bad(
+        LISTEN + '[upstream]\naddress = "h:1"\nhealth = 1\n',
+        "upstream.health",
+        "must be a table, got 1",
+        id="nested-not-table",
+    ),
+    _bad(
+        BASE + "[upstream.tcp_keepalive]\ncount = 128\n",
+        "upstream.tcp_keepalive.count",
+        "must be an integer between 1 and 127, got 128",
+        id="keepalive-count",
+    ),
+    _bad(
+        BASE + "[listen.tcp_keepalive]\nidle = 0\n",
+        "listen.tcp_keepalive.idle",
+        "must be an integer between 1 and 32767, got 0",
+        id="keepalive-idle",
+    ),
+    _bad(
+        BASE + "[upstream.tcp_keepalive]\ninterval = 5\ncount = 3\nuser_timeout = 10\n",
+        "upstream.tcp_keepalive.user_timeout",
+        "must be 0 or at least interval x count seconds",
+        id="keepalive-user-timeout-below-probes",
+    ),
+    _bad(
+        BASE + "[upstream.health]\ninterval = 1\ntimeout = 2\n",
+        "upstream.health.timeout",
+        "must not be greater than interval (checks would overlap)",
+        id="health-timeout-over-interval",
+    ),
+    _bad(
+        BASE + '[upstream.health]\npath = "healthz"\n',
+        "upstream.health.path",
+        'must be a path starting with "/" (printable ASCII, no spaces), got "healthz"',
+        id="health-path",
+    ),
+    _bad(
+        BASE + "[upstream.health]\nfall = 0\n",
+        "upstream.health.fall",
+        "must be an integer between 1 and 100, got 0",
+        id="health-fall",
+    ),
+    _bad(
+        LISTEN + '[upstream]\naddress = "h:1"\nmin_ttl = 10\nmax_ttl = 5\n',
+        "upstream.min_ttl",
+        "must not be greater than max_ttl",
+        id="ttl-order",
+    ),
+    _bad(
+        LISTEN + '[upstream]\naddress = "h:1"\nnameservers = ["dns.example"]\n',
+        "upstream.nameservers",
+        '"dns.example": not an IP address (a name server must be an IP address)',
+        id="nameserver-name",
+    ),
+    _bad(
+        LISTEN + '[upstream]\naddress = "h:1"\nnameservers = "127.0.0.1"\n',
+        "upstream.nameservers",
+        'must be an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port", got "127.0.0.1"',
+        id="nameservers-not-array",
+    ),
+    _bad(
+        LISTEN + '[upstream]\naddress = "h:1"\nbalance = "random"\n',
+        "upstream.balance",
+        'must be one of "least_outstanding", "round_robin", got "random"',
+        id="balance",
+    ),
 ]
+
+
+def test_nested_tables_keep_their_parents_defaults() -> None:
+    config = parse(BASE + "[upstream.tcp_keepalive]\nidle = 7\n[upstream.health]\nenabled = true\n")
+    assert config.upstream.tcp_keepalive == TcpKeepaliveConfig(
+        enabled=True, idle=7, interval=5, count=3
+    )
+    assert config.listen.tcp_keepalive == TcpKeepaliveConfig(enabled=False)
+    assert config.upstream.health == HealthConfig(enabled=True)
+    assert config.upstream.tcp_keepalive.detection_seconds() == 7 + 5 * 3
+
+
+def test_nameservers() -> None:
+    config = parse(
+        LISTEN + '[upstream]\naddress = "svc.test:80"\n'
+        'nameservers = ["127.0.0.1", "127.0.0.2:5353", "::1", "[::1]:53"]\n'
+    )
+    assert config.upstream.nameservers == (
+        Address("127.0.0.1", 53),
+        Address("127.0.0.2", 5353),
+        Address("::1", 53),
+        Address("::1", 53),
+    )
 
 
 @pytest.mark.parametrize(("text", "key", "reason"), BAD_CONFIGS)

@@ -57,10 +57,20 @@ def toml_value(value: object) -> str:
 
 
 def render_config(sections: dict[str, dict[str, object]]) -> str:
-    out = []
-    for name, keys in sections.items():
+    """TOML for `sections`; a dict value is a nested table ([upstream.health])."""
+    out: list[str] = []
+
+    def table(name: str, keys: dict[str, object]) -> None:
         out.append(f"[{name}]")
-        out.extend(f"{key} = {toml_value(value)}" for key, value in keys.items())
+        nested = {key: value for key, value in keys.items() if isinstance(value, dict)}
+        out.extend(
+            f"{key} = {toml_value(value)}" for key, value in keys.items() if key not in nested
+        )
+        for key, value in nested.items():
+            table(f"{name}.{key}", value)
+
+    for name, keys in sections.items():
+        table(name, keys)
     return "\n".join(out) + "\n"
 
 
