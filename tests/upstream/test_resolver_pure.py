@@ -7,18 +7,15 @@ import math
 
 import pytest
 
-from migproxy.upstream.resolver import (
+from migproxy.upstream.addresses import (
     RETRY_MAX,
-    Answer,
     AnswerCache,
-    LookupFailed,
     clamp_ttl,
-    describe,
     hosts_addresses,
     retry_delay,
     sort_addresses,
-    union_of,
 )
+from migproxy.upstream.resolver import Answer, LookupFailed, describe, union_of
 
 
 @pytest.mark.parametrize(
