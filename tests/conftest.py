@@ -9,6 +9,10 @@ import pytest
 IN_CI = os.environ.get("CI") == "true"
 
 
+# Debian packages of the tools whose package has another name (.ci/run installs them).
+PACKAGES = {"nginx": "nginx-light", "promtool": "prometheus", "nft": "nftables", "ss": "iproute2"}
+
+
 def require_tool(name: str) -> str:
     """The path of an external tool; fail under CI when it is missing, skip elsewhere."""
     path = shutil.which(name) or (
@@ -16,6 +20,7 @@ def require_tool(name: str) -> str:
     )
     if path is None:
         if IN_CI:
-            pytest.fail(f"{name} is required in CI (apt-get install -y {name})")
+            package = PACKAGES.get(name, name)
+            pytest.fail(f"{name} is required in CI (apt-get install -y {package})")
         pytest.skip(f"{name} not installed (under CI=true this fails instead)")
     return path
