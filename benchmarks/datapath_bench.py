@@ -76,14 +76,17 @@ def run(requests: int, ratio: float) -> float:
         upstream=UpstreamConfig(Address("127.0.0.1", 8081)),
         close=CloseConfig(ratio=ratio, seed=1),
     )
-    ctx = ProxyContext(config, loop, "127.0.0.1")
-    upstream = UpstreamConnection(65536, 100, ctx.stats)
+    ctx = ProxyContext(config, loop)
+    ctx.upstreams.set_addresses(("127.0.0.1",))
+    backend = ctx.upstreams.pick()
+    assert backend is not None
+    upstream = UpstreamConnection(65536, 100, ctx.stats, backend, ctx.now)
     upstream.connection_made(MemoryTransport())
     client = ClientProtocol(ctx)
     client.connection_made(MemoryTransport())
     start = time.process_time()
     for _ in range(requests):
-        ctx.pool.release(upstream, loop.time())
+        backend.pool.release(upstream, loop.time())
         client.data_received(REQUEST)
         upstream.data_received(RESPONSE)
         if client.phase.value == "linger":  # an injected close: the client reconnects

@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _setup_logging(config)
     from migproxy.lifecycle import serve
+    from migproxy.upstream.resolver import ResolveError
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
             runner.run(serve(config))
-    except OSError as err:
+    except (OSError, ResolveError) as err:
         logging.getLogger("migproxy").error("cannot start: %s", err)
         return 1
     return 0

@@ -18,7 +18,7 @@ REDACTED = "<redacted>"
 
 
 def make_admin_app(ctx: ProxyContext, registry: CollectorRegistry) -> web.Application:
-    """The admin application: GET /metrics, /healthz, /readyz, /config."""
+    """The admin application: GET /metrics, /healthz, /readyz, /config, /upstreams."""
     app = web.Application()
     app[CTX] = ctx
     app[REGISTRY] = registry
@@ -26,6 +26,7 @@ def make_admin_app(ctx: ProxyContext, registry: CollectorRegistry) -> web.Applic
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/config", config)
+    app.router.add_get("/upstreams", upstreams)
     return app
 
 
@@ -48,13 +49,28 @@ async def readyz(request: web.Request) -> web.Response:
         return web.Response(status=503, text="draining\n")
     if not ctx.serving:
         return web.Response(status=503, text="listeners not bound yet\n")
-    if len(ctx.pool) == 0:
+    group = ctx.upstreams
+    backend = group.pick()
+    if backend is None:
+        return web.Response(status=503, text=f"{group.unavailable_reason()}\n")
+    if len(backend.pool) == 0:
         try:
-            conn = await ctx.open_upstream()
+            conn = await group.connect(backend)
         except UpstreamError as err:
             return web.Response(status=503, text=f"upstream unreachable: {err}\n")
         ctx.release_upstream(conn)  # the probe's connection warms the pool
     return web.Response(text="ready\n")
+
+
+async def upstreams(request: web.Request) -> web.Response:
+    """The upstream name's current addresses: health, load and idle connections."""
+    group = request.app[CTX].upstreams
+    data = {
+        "name": group.name,
+        "all_down": group.balancer.all_down,
+        "addresses": group.describe(),
+    }
+    return web.json_response(data, dumps=lambda d: json.dumps(d, indent=2) + "\n")
 
 
 async def config(request: web.Request) -> web.Response:

@@ -51,6 +51,14 @@ class ConnectTimeout(UpstreamError):
     status = 503
 
 
+class NoUpstream(UpstreamError):
+    """No address of the upstream may be used: the DNS answer is empty or gone, or every
+    address failed its health checks and upstream.health.all_down is "reject"."""
+
+    kind = "unavailable"
+    status = 503
+
+
 class ResponseTimeout(UpstreamError):
     """The upstream did not answer (or went quiet mid-response) within the response timeout."""
 

@@ -18,6 +18,7 @@ from migproxy.config import Config
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
+from migproxy.sockopts import apply_tcp_keepalive
 
 log = logging.getLogger("migproxy")
 DRAIN_TIMEOUT = 30.0  # most seconds a graceful shutdown waits for connections to finish
@@ -34,17 +35,6 @@ def sweep_interval(config: Config) -> float:
         config.close.linger or 1.0,
     )
     return max(0.02, min(1.0, shortest / 4))
-
-
-async def resolve_upstream(config: Config, loop: asyncio.AbstractEventLoop) -> str:
-    """The address to connect to for `upstream.address` (a DNS name is resolved once, here)."""
-    address = config.upstream.address
-    infos = await loop.getaddrinfo(
-        address.host, address.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    if not infos:
-        raise OSError(f"{address.host}: no addresses")
-    return str(infos[0][4][0])
 
 
 async def bind_listeners(
@@ -68,7 +58,7 @@ async def bind_listeners(
         # SO_REUSEPORT would let us bind beside a running instance of ourselves; refuse, as
         # a plain bind would.
         _check_address_free(listen.address.host, listen.address.port)
-    return [
+    servers = [
         await loop.create_server(
             factory,
             listen.address.host,
@@ -79,6 +69,11 @@ async def bind_listeners(
         )
         for _ in range(queues)
     ]
+    for server in servers:
+        for sock in server.sockets:
+            # Accepted sockets inherit the keep-alive options of their listening socket.
+            apply_tcp_keepalive(sock, listen.tcp_keepalive)
+    return servers
 
 
 def _check_address_free(host: str, port: int) -> None:
@@ -112,7 +107,8 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
     loop = asyncio.get_running_loop()
     registry, metrics = metrics_for_this_process(config)
-    ctx = ProxyContext(config, loop, await resolve_upstream(config, loop), metrics=metrics)
+    ctx = ProxyContext(config, loop, metrics=metrics)
+    await ctx.upstreams.start()
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))
     ctx.serving = True
@@ -125,7 +121,7 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
         config.upstream.address,
-        ctx.upstream_host,
+        ", ".join(b.label for b in ctx.upstreams.balancer.backends.values()),
         config.close.ratio,
     )
     stop = asyncio.Event()
@@ -154,6 +150,7 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
             server.close()
         if admin is not None:
             await admin.cleanup()
+        await ctx.upstreams.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

@@ -22,6 +22,8 @@ from migproxy.stats import (
     STATUS_CLASSES,
     UPSTREAM_SECONDS_BUCKETS,
     BucketCounts,
+    HealthCheck,
+    Resolution,
     Stats,
     UpstreamClose,
 )
@@ -29,7 +31,16 @@ from migproxy.stats import (
 K = TypeVar("K")
 NAMESPACE = "migproxy"
 CONNECTION_STATES = ("fresh", "reused")
-UPSTREAM_ERROR_KINDS = ("connect", "connect_timeout", "timeout", "reset", "protocol", "error")
+UPSTREAM_ERROR_KINDS = (
+    "connect",
+    "connect_timeout",
+    "timeout",
+    "reset",
+    "protocol",
+    "unavailable",
+    "resolve",
+    "error",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,11 @@ class Metrics:
     upstream_closed: dict[UpstreamClose, Counter]
     upstream_errors: dict[str, Counter]
     upstream_duration: Histogram
+    upstream_retries: Counter
+    resolutions: dict[Resolution, Counter]
+    health_checks: dict[HealthCheck, Counter]
+    upstream_addresses: tuple[Gauge, Gauge]  # [healthy, ejected]
+    upstream_all_down: Gauge
     returning_reconnects: Counter  # counted once returning clients are tracked (#5)
     migration_epoch: Gauge  # set once migration epochs exist (#5); 0 = none
     reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
@@ -156,6 +172,44 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         namespace=NAMESPACE,
         registry=registry,
     )
+    up_retries = Counter(
+        "upstream_retries",
+        "Requests retried on a new upstream connection after a reused one turned out closed.",
+        ["vip"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    resolutions = Counter(
+        "upstream_resolutions",
+        "DNS lookups of the upstream name, by result (stale_served: the last good answer "
+        "stays in use after a failed lookup).",
+        ["vip", "result"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    checks = Counter(
+        "upstream_health_checks",
+        "Active health checks, by result (inconclusive: the proxy itself was late).",
+        ["vip", "result"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    addresses = Gauge(
+        "upstream_addresses",
+        "Addresses of the upstream name in the current DNS answer, by health state.",
+        ["vip", "state"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    all_down = Gauge(
+        "upstream_all_down",
+        "1 when every upstream address failed its health checks (fail open or 503).",
+        ["vip"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
     returning = Counter(
         "returning_reconnects",
         "Client addresses that reconnected within the returning window after a forced close.",
@@ -201,6 +255,11 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             up_closed,
             up_errors,
             up_duration,
+            up_retries,
+            resolutions,
+            checks,
+            addresses,
+            all_down,
             returning,
             epoch,
             reloads,
@@ -222,6 +281,11 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         upstream_closed={r: up_closed.labels(vip, r.value) for r in UpstreamClose},
         upstream_errors={k: up_errors.labels(vip, k) for k in UPSTREAM_ERROR_KINDS},
         upstream_duration=up_duration.labels(vip),
+        upstream_retries=up_retries.labels(vip),
+        resolutions={r: resolutions.labels(vip, r.value) for r in Resolution},
+        health_checks={r: checks.labels(vip, r.value) for r in HealthCheck},
+        upstream_addresses=(addresses.labels(vip, "healthy"), addresses.labels(vip, "ejected")),
+        upstream_all_down=all_down.labels(vip),
         returning_reconnects=returning.labels(vip),
         migration_epoch=epoch.labels(vip),
         reloads={result: reloads.labels(vip, result) for result in ("ok", "error")},
@@ -248,6 +312,14 @@ def flush(stats: Stats, metrics: Metrics) -> None:
     _flush_map(stats.upstream_closes, metrics.upstream_closed)
     _flush_map(stats.upstream_errors, metrics.upstream_errors)
     _flush_histogram(stats.upstream_seconds, metrics.upstream_duration)
+    if stats.upstream_retries:
+        metrics.upstream_retries.inc(stats.upstream_retries)
+        stats.upstream_retries = 0
+    _flush_map(stats.resolutions, metrics.resolutions)
+    _flush_map(stats.health_checks, metrics.health_checks)
+    metrics.upstream_addresses[0].set(stats.addresses_healthy)
+    metrics.upstream_addresses[1].set(stats.addresses_ejected)
+    metrics.upstream_all_down.set(stats.all_down)
 
 
 def _flush_histogram(observed: BucketCounts, histogram: Histogram) -> None:

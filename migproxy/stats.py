@@ -96,6 +96,9 @@ class Stats:
         "upstream_retries",
         "resolutions",
         "health_checks",
+        "addresses_healthy",
+        "addresses_ejected",
+        "all_down",
         "active",
     )
 
@@ -116,6 +119,10 @@ class Stats:
         self.upstream_retries = 0  # requests retried after a stale keep-alive connection
         self.resolutions: dict[Resolution, int] = {}
         self.health_checks: dict[HealthCheck, int] = {}
+        # Gauges of the upstream name's current answer, set by UpstreamGroup on each change.
+        self.addresses_healthy = 0
+        self.addresses_ejected = 0
+        self.all_down = 0
         self.active = 0  # client connections open now (a gauge, never reset)
 
     def count_response(self, reused: bool, status: int) -> None:

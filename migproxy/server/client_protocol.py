@@ -29,8 +29,10 @@ from time import monotonic
 from typing import cast
 
 from migproxy.errors import (
+    NoUpstream,
     RemoteProtocolError,
     ResponseTimeout,
+    UpstreamClosed,
     UpstreamError,
     UpstreamProtocolError,
 )
@@ -53,6 +55,7 @@ from migproxy.http1.serialize import (
 from migproxy.policy.close import CloseReason, decide_close, required_close
 from migproxy.proxy import ProxyContext
 from migproxy.upstream.connection import UpstreamConnection
+from migproxy.upstream.group import UpstreamBackend
 
 log = logging.getLogger("migproxy")
 access_log = logging.getLogger("migproxy.access")
@@ -62,6 +65,8 @@ INFINITY = float("inf")
 _BLOCK_UPSTREAM_FULL = 1  # the upstream's write buffer is over its high-water mark
 _BLOCK_BACKLOG = 2  # pipelined or pre-connect bytes are waiting
 MAX_BACKLOG = 256 * 1024  # request bytes held while the upstream connects
+# Methods a request of which may be sent twice (RFC 9110 §9.2.2): the only ones retried.
+IDEMPOTENT_METHODS = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
 
 class Phase(enum.Enum):
@@ -105,10 +110,13 @@ class ClientProtocol(asyncio.Protocol):
         "_forwarding",
         "_read_blocked",
         "_upstream",
+        "_backend",
         "_connecting",
         "_backlog",
         "_backlog_size",
         "_request",
+        "_head_bytes",
+        "_retried",
         "_request_done",
         "_response_done",
         "_continue_sent",
@@ -134,11 +142,14 @@ class ClientProtocol(asyncio.Protocol):
         self.requests = 0
         self._read_blocked = 0
         self._upstream: UpstreamConnection | None = None
+        self._backend: UpstreamBackend | None = None  # the address the exchange went to
         self._connecting: asyncio.Task[None] | None = None
         self._backlog: list[bytes] = []  # request bytes for an upstream still connecting
         self._backlog_size = 0
         # The exchange in flight (valid while _request is not None).
         self._request: RequestHead | None = None
+        self._head_bytes = b""  # the request head as forwarded, kept for a retry
+        self._retried = False
         self._request_done = False
         self._response_done = False  # the response ended before the request body did
         self._continue_sent = False
@@ -205,6 +216,7 @@ class ClientProtocol(asyncio.Protocol):
             # The client left mid-exchange: the upstream connection is in an unknown state.
             self._upstream.abort()
             self._upstream = None
+        self._leave_backend()
 
     def pause_writing(self) -> None:
         if self._upstream is not None:
@@ -269,20 +281,37 @@ class ClientProtocol(asyncio.Protocol):
         else:
             self.phase = _BODY
             self.deadline = ctx.now + ctx.body_timeout
-        self._upstream_out.append(
-            request_head_bytes(head, self.client_ip, ctx.rules, self._forwarding)
+        head_bytes = self._head_bytes = request_head_bytes(
+            head, self.client_ip, ctx.rules, self._forwarding
         )
+        self._upstream_out.append(head_bytes)
+        self._retried = False
         self._sent_at = monotonic()
-        conn = ctx.pool.acquire(ctx.now)
+        backend = ctx.pick_backend()
+        if backend is None:
+            self._connecting = ctx.loop.create_task(self._connect(None))
+            return
+        backend.outstanding += 1
+        self._backend = backend
+        conn = backend.pool.acquire(ctx.now)
         if conn is not None:
             self._upstream = conn
             conn.attach(self, head.method)
         else:
-            self._connecting = ctx.loop.create_task(self._connect())
+            self._connecting = ctx.loop.create_task(self._connect(backend))
 
-    async def _connect(self) -> None:
+    def _leave_backend(self) -> None:
+        backend = self._backend
+        if backend is not None:
+            backend.outstanding -= 1
+            self._backend = None
+
+    async def _connect(self, backend: UpstreamBackend | None) -> None:
+        """Connect to `backend` for the exchange in flight (None: no address may be used)."""
         try:
-            conn = await self.ctx.open_upstream()
+            if backend is None:
+                raise NoUpstream(self.ctx.upstreams.unavailable_reason())
+            conn = await self.ctx.upstreams.connect(backend)
         except UpstreamError as err:
             self._connecting = None
             self.upstream_failed(err)
@@ -438,6 +467,10 @@ class ClientProtocol(asyncio.Protocol):
                 self.ctx.release_upstream(conn)
             else:
                 conn.close()  # it may or may not still expect the rest of the body
+        backend = self._backend
+        if backend is not None:  # _leave_backend(), inlined on the per-exchange path
+            backend.outstanding -= 1
+            self._backend = None
         self._response_started = False
         if self._close_after:
             self._request = None
@@ -473,7 +506,11 @@ class ClientProtocol(asyncio.Protocol):
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
+        self._leave_backend()
         if self.phase is _CLOSED or self._request is None:
+            return
+        if conn is not None and self._may_retry(conn, err):
+            self._retry(conn)
             return
         if self.phase is _TUNNEL:
             self._close()  # the upstream ended the tunnel
@@ -486,6 +523,44 @@ class ClientProtocol(asyncio.Protocol):
         else:
             keep = self._request_done and self._request.keep_alive and not self.ctx.draining
             self._answer_error(err.status, str(err), close=not keep)
+
+    def _may_retry(self, conn: UpstreamConnection, err: UpstreamError) -> bool:
+        """The stale keep-alive race: a reused connection the upstream had already closed.
+
+        Retried once, on a new connection, only when nothing of the response arrived and the
+        request can be sent again safely and whole: an idempotent method without a body
+        (RFC 9110 §9.2.2, RFC 9112 §9.3.1). Bodies are streamed, not kept, so a request
+        with one is never retried.
+        """
+        request = self._request
+        return (
+            type(err) is UpstreamClosed
+            and conn.requests > 1
+            and not conn.answered
+            and not self._retried
+            and not self._response_started
+            and request is not None
+            and self._request_done
+            and request.body is _NONE_BODY
+            and request.method in IDEMPOTENT_METHODS
+        )
+
+    def _retry(self, failed: UpstreamConnection) -> None:
+        ctx = self.ctx
+        ctx.stats.upstream_retries += 1
+        self._retried = True
+        log.info(
+            "%s: upstream %s closed a reused connection before answering; retrying on a new one",
+            self.client_ip.decode(),
+            failed.backend.label,
+        )
+        self._backlog = [self._head_bytes]
+        self._backlog_size = len(self._head_bytes)
+        backend = ctx.pick_backend()
+        if backend is not None:
+            backend.outstanding += 1
+            self._backend = backend
+        self._connecting = ctx.loop.create_task(self._connect(backend))
 
     def upstream_writable(self, writable: bool) -> None:
         if writable:
@@ -500,6 +575,7 @@ class ClientProtocol(asyncio.Protocol):
         conn, self._upstream = self._upstream, None
         if conn is not None:
             conn.abort()
+        self._leave_backend()
         if self._response_done:
             self._hard_close()  # the request was answered already; its body went wrong
         elif self._response_started:

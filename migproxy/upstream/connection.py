@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from migproxy.errors import (
     RemoteProtocolError,
@@ -18,6 +18,9 @@ from migproxy.errors import (
 from migproxy.http1.connection import ReaderState, ResponseReader
 from migproxy.http1.events import ConnectionClosed, Data, EndOfMessage, ResponseHead
 from migproxy.stats import Stats, UpstreamClose
+
+if TYPE_CHECKING:
+    from migproxy.upstream.balancer import Backend
 
 # Enum members as module names: cheaper than a lookup on the Enum class (Python 3.11).
 _DONE = ReaderState.DONE
@@ -48,9 +51,19 @@ class UpstreamConnection(asyncio.Protocol):
         "close_reason",
         "stats",
         "reading_paused",
+        "backend",
+        "opened_at",
+        "answered",
     )
 
-    def __init__(self, max_head_bytes: int, max_fields: int, stats: Stats) -> None:
+    def __init__(
+        self,
+        max_head_bytes: int,
+        max_fields: int,
+        stats: Stats,
+        backend: Backend[UpstreamConnection],
+        now: float,
+    ) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = ResponseReader(max_head_bytes, max_fields)
         self.owner: ResponseSink | None = None
@@ -61,6 +74,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_reason: UpstreamClose | None = None  # why we closed it, if we did
         self.reading_paused = False  # paused because the client could not take more
         self.stats = stats
+        self.backend = backend  # the upstream address it is connected to
+        self.opened_at = now
+        self.answered = False  # a byte of the current exchange's response arrived
 
     def is_usable(self) -> bool:
         return not self.closed and self.owner is None
@@ -77,6 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, owner: ResponseSink, method: bytes) -> None:
         self.owner = owner
         self.requests += 1
+        self.answered = False
         self.stats.upstream_requests[self.requests > 1] += 1
         self.reader.expect(method)
 
@@ -133,6 +150,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes between exchanges are a protocol error (or a stale keep-alive close).
             self.close(UpstreamClose.UPSTREAM)
             return
+        self.answered = True
         self.reader.receive_data(data)
         self._deliver(owner)
 
@@ -145,7 +163,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.stats.count_upstream_close(self.close_reason or UpstreamClose.UPSTREAM)
+        if self.close_reason is None:
+            # Not closed by us: the upstream closed it (EOF), or the kernel gave up on it
+            # (reset, or the keep-alive probes or TCP_USER_TIMEOUT found a dead peer).
+            self.close_reason = UpstreamClose.UPSTREAM if exc is None else UpstreamClose.ERROR
+        self.stats.count_upstream_close(self.close_reason)
         owner, self.owner = self.owner, None
         if owner is not None:
             owner.upstream_failed(UpstreamClosed("upstream closed the connection mid-exchange"))

@@ -4,7 +4,7 @@
 # ones at the bottom age out under the idle timeout; the caller closes what this returns.
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 
@@ -63,6 +63,13 @@ class IdlePool(Generic[C]):
             return []
         gone = [c for c in self._idle if c.idle_since <= limit]
         self._idle = keep
+        return gone
+
+    def remove_if(self, condition: Callable[[C], bool]) -> list[C]:
+        """Remove and return the idle connections for which `condition` holds."""
+        gone = [c for c in self._idle if condition(c)]
+        if gone:
+            self._idle = [c for c in self._idle if not condition(c)]
         return gone
 
     def drain(self) -> list[C]:

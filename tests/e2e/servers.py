@@ -27,15 +27,17 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None, timeout: float, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -140,17 +142,29 @@ def run_proxy(
 
 
 @contextlib.contextmanager
-def run_backend() -> Iterator[int]:
-    """The bundled demo backend (aiohttp) on a free port."""
-    port = free_port()
+def run_backend(
+    host: str = "127.0.0.1", port: int = 0, name: str = "demo-backend"
+) -> Iterator[int]:
+    """The bundled demo backend (aiohttp) on host:port (a free port if 0); it answers
+    `GET /` with "hello from NAME"."""
+    port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "migproxy", "demo-backend", "--listen", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "migproxy",
+            "demo-backend",
+            "--listen",
+            f"{host}:{port}",
+            "--name",
+            name,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
     try:
-        wait_for_port(port, proc, START_TIMEOUT)
+        wait_for_port(port, proc, START_TIMEOUT, host)
         yield port
     finally:
         stop_process(proc)

@@ -3,56 +3,17 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.e2e.rawclient import RawClient
+from tests.e2e.scrape import fetch, samples, value, wait_for
 from tests.e2e.servers import ScriptedUpstream, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-SCRAPE_TIMEOUT = 5.0
 
 
 def answer_ok(sock: socket.socket, head: bytes) -> None:
     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-
-def fetch(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def samples(admin_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics, keyed by (name, labels)."""
-    status, text = fetch(admin_url + "/metrics")
-    assert status == 200
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def value(
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def wait_for(admin_url: str, name: str, expected: float, **labels: str) -> float:
-    """Scrape until `name{labels}` reaches `expected` (closes are counted when they happen)."""
-    deadline = time.monotonic() + SCRAPE_TIMEOUT
-    while True:
-        got = value(samples(admin_url), name, **labels)
-        if got >= expected or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
 
 
 def test_fresh_and_reused_requests_match_what_the_clients_did() -> None:

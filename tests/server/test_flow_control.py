@@ -54,11 +54,14 @@ def pair(
         listen=ListenConfig(Address("127.0.0.1", 8080)),
         upstream=UpstreamConfig(Address("127.0.0.1", 8081)),
     )
-    ctx = ProxyContext(config, loop, "127.0.0.1")
-    upstream = UpstreamConnection(65536, 100, ctx.stats)
+    ctx = ProxyContext(config, loop)
+    ctx.upstreams.set_addresses(("127.0.0.1",))
+    backend = ctx.upstreams.pick()
+    assert backend is not None
+    upstream = UpstreamConnection(65536, 100, ctx.stats, backend, ctx.now)
     upstream_transport = FakeTransport()
     upstream.connection_made(upstream_transport)
-    ctx.pool.release(upstream, ctx.now)
+    backend.pool.release(upstream, ctx.now)
     client = ClientProtocol(ctx)
     client_transport = FakeTransport()
     client.connection_made(client_transport)
