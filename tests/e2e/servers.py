@@ -220,7 +220,8 @@ class ScriptedUpstream:
     """
 
     script: Script
-    port: int = 0
+    port: int = 0  # 0: a free port, chosen when entered
+    host: str = "127.0.0.1"
     heads: list[bytes] = field(default_factory=list)
     connections: int = 0
     _server: socket.socket | None = None
@@ -228,7 +229,7 @@ class ScriptedUpstream:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> ScriptedUpstream:
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server((self.host, self.port))
         self._server.settimeout(0.2)
         self.port = self._server.getsockname()[1]
         thread = threading.Thread(target=self._accept_loop, daemon=True)

@@ -4,7 +4,6 @@
 # addresses are retired, no request fails, and a DNS outage leaves traffic on the stale answer.
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import threading
@@ -12,47 +11,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from migproxy.dnsserver import DnsServer, Mode
+from tests.e2e.dns import NAME, ThreadedDns
 from tests.e2e.scrape import samples, value
 from tests.e2e.servers import Proxy, free_port, run_backend, run_proxy
 
-NAME = "svc.migproxy.test"
 TTL = 1
 MOVE_BOUND = TTL + 1.0  # the issue's bound for new requests to reach a new answer
 WAIT_LIMIT = 15.0
-
-
-class ThreadedDns:
-    """A DnsServer on its own event loop thread, driven from the (synchronous) test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server = DnsServer("127.0.0.1", 0)
-
-    def __enter__(self) -> ThreadedDns:
-        self.thread.start()
-        self._call(self.server.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._call(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-    def _call(self, coro: object) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop).result(5)  # type: ignore[arg-type]
-
-    def set(self, addresses: list[str]) -> None:
-        self.loop.call_soon_threadsafe(self.server.set_records, NAME, addresses, TTL)
-
-    def mode(self, mode: Mode) -> None:
-        self.loop.call_soon_threadsafe(self.server.set_mode, mode)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
 
 @dataclass
