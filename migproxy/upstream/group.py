@@ -53,6 +53,7 @@ class UpstreamGroup:
         )
         self.max_age = upstream.max_age
         self.checkers: dict[UpstreamBackend, HealthChecker] = {}
+        self._stopping: set[asyncio.Task[None]] = set()  # checkers of removed addresses
         self._host_header = (upstream.health.host or str(upstream.address)).encode("ascii")
 
     async def start(self) -> None:
@@ -77,7 +78,9 @@ class UpstreamGroup:
                 conn.close(UpstreamClose.DNS_REMOVED)
             checker = self.checkers.pop(backend, None)
             if checker is not None:
-                self.loop.create_task(checker.stop())
+                stopping = self.loop.create_task(checker.stop())
+                self._stopping.add(stopping)  # the loop keeps only a weak reference to a task
+                stopping.add_done_callback(self._stopping.discard)
         for backend in added:
             if removed or len(self.balancer) > len(added):
                 log.info("upstream %s: %s joined the DNS answer", self.name, backend.label)
