@@ -48,8 +48,7 @@ class ProxyContext:
         self.access_log = config.log.access_log
         self.stats = Stats()
         self.upstreams = UpstreamGroup(config, loop, self.stats)
-        # The backend for the next request, or None (503): bound once, called per exchange.
-        self.pick_backend = self.upstreams.balancer.pick
+        self.balancer = self.upstreams.balancer  # picks the backend of each exchange
         self.metrics = metrics
         if metrics is not None:
             metrics.close_ratio.set(config.close.ratio)

@@ -287,7 +287,7 @@ class ClientProtocol(asyncio.Protocol):
         self._upstream_out.append(head_bytes)
         self._retried = False
         self._sent_at = monotonic()
-        backend = ctx.pick_backend()
+        backend = ctx.balancer.only or ctx.balancer.pick()
         if backend is None:
             self._connecting = ctx.loop.create_task(self._connect(None))
             return
@@ -464,7 +464,8 @@ class ClientProtocol(asyncio.Protocol):
         if conn is not None:
             self.ctx.stats.upstream_seconds.observe(monotonic() - self._sent_at)
             if self._request_done:
-                self.ctx.release_upstream(conn)
+                ctx = self.ctx
+                ctx.upstreams.release(conn, ctx.now, ctx.draining)
             else:
                 conn.close()  # it may or may not still expect the rest of the body
         backend = self._backend
@@ -556,7 +557,7 @@ class ClientProtocol(asyncio.Protocol):
         )
         self._backlog = [self._head_bytes]
         self._backlog_size = len(self._head_bytes)
-        backend = ctx.pick_backend()
+        backend = ctx.balancer.pick()
         if backend is not None:
             backend.outstanding += 1
             self._backend = backend

@@ -64,6 +64,7 @@ class Balancer(Generic[C]):
         "idle_timeout",
         "backends",
         "all_down",
+        "only",
         "_ready",
         "_turn",
     )
@@ -81,6 +82,9 @@ class Balancer(Generic[C]):
         self.idle_timeout = idle_timeout
         self.backends: dict[str, Backend[C]] = {}  # by host, in answer order
         self.all_down = False  # every backend is ejected
+        # The one eligible backend when there is exactly one (the common IP-literal case):
+        # what pick() would return, read by the data path without a call.
+        self.only: Backend[C] | None = None
         self._ready: list[Backend[C]] = []  # eligible backends
         self._turn = 0  # round-robin position
 
@@ -142,6 +146,7 @@ class Balancer(Generic[C]):
         for backend in healthy:
             backend.eligible = True
         self._ready = healthy
+        self.only = healthy[0] if len(healthy) == 1 else None
         self._turn = 0
 
     def __len__(self) -> int:

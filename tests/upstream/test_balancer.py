@@ -142,3 +142,15 @@ def test_backend_label_brackets_ipv6() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="random"):
         balancer("random")
+
+
+def test_only_is_the_single_eligible_backend() -> None:
+    b = balancer(fail_open=False)
+    b.update(["10.0.0.1"])
+    assert b.only is b.backends["10.0.0.1"]
+    b.update(["10.0.0.1", "10.0.0.2"])
+    assert b.only is None
+    b.set_healthy(b.backends["10.0.0.2"], False)
+    assert b.only is b.backends["10.0.0.1"]
+    b.set_healthy(b.backends["10.0.0.1"], False)
+    assert b.only is None and b.pick() is None
