@@ -1,11 +1,13 @@
 # Configuration: read the TOML file, validate every key, return typed and frozen settings.
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import math
 import os
 import re
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
@@ -102,10 +104,52 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeConfig:
+    """Which requests the injection policies apply to; an empty list does not restrict."""
+
+    hosts: tuple[str, ...] = ()  # Host header values (case-insensitive, port ignored)
+    paths: tuple[str, ...] = ()  # path prefixes
+    clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # client networks
+
+
+@dataclass(frozen=True, slots=True)
 class CloseConfig:
     ratio: float = 0.0
     seed: int | None = None
     linger: float = 2.0
+    max_age: float = 0.0  # seconds a client connection may live, 0 = no limit
+    max_age_jitter: float = 0.0
+    max_requests: int = 0  # requests per client connection, 0 = no limit
+    epoch_ratio: float = 1.0  # chance that a stale connection is closed at its next response
+    idle_timeout: float = 0.0  # close idle client connections sooner; 0 = limits.keepalive_timeout
+    max_closes_per_second: float = 0.0  # 0 = no budget
+    max_closes_per_client_per_minute: int = 0  # 0 = no limit
+    ramp_seconds: float = 0.0
+    returning_window: float = 5.0
+    returning_max_backoff: float = 60.0
+    dry_run: bool = False
+    scope: ScopeConfig = ScopeConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """The start of a migration epoch: connections opened before it are stale."""
+
+    at: float | None = None  # Unix time; None: no epoch
+    # As configured: a reload sets a new epoch only when this changes ("now" stays "now").
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationConfig:
+    epoch: Epoch = Epoch()
+
+
+@dataclass(frozen=True, slots=True)
+class DrainConfig:
+    delay: float = 0.0  # /readyz fails this long before the proxy stops accepting
+    idle_grace: float = 1.0  # while draining, connections idle this long are closed
+    timeout: float = 30.0  # exit after this even if connections remain
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +194,8 @@ class Config:
     log: LogConfig = LogConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    migration: MigrationConfig = MigrationConfig()
+    drain: DrainConfig = DrainConfig()
     source: str = "<config>"
 
 
@@ -375,6 +421,72 @@ def _check_health(section: HealthConfig) -> tuple[str, str] | None:
     return None
 
 
+def _check_close(section: CloseConfig) -> tuple[str, str] | None:
+    if section.max_age_jitter and not section.max_age:
+        return "max_age_jitter", "needs max_age"
+    return None
+
+
+def _string_list(expected: str, item: Callable[[str], Any]) -> Validator:
+    def check(value: object) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _wrong(expected, value)
+        out = []
+        for element in value:
+            if not isinstance(element, str):
+                raise _wrong(expected, element)
+            try:
+                out.append(item(element))
+            except ValueError as err:
+                raise ValueError(f"{json.dumps(element)}: {err}") from None
+        return tuple(out)
+
+    return check
+
+
+def _scope_host(text: str) -> str:
+    if not _HOSTNAME.fullmatch(text):
+        raise ValueError("not a host name")
+    return text.lower()
+
+
+def _scope_path(text: str) -> str:
+    if not _PATH.fullmatch(text):
+        raise ValueError('not a path prefix starting with "/"')
+    return text
+
+
+def _scope_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError('not an IP network such as "10.0.0.0/8" or "::1/128"') from None
+
+
+_host_list = _string_list("an array of host names", _scope_host)
+_path_list = _string_list('an array of path prefixes ("/api")', _scope_path)
+_network_list = _string_list('an array of networks ("10.0.0.0/8")', _scope_network)
+
+
+def _epoch(value: object) -> Epoch:
+    """`[migration] epoch`: "" (none), "now", or an RFC 3339 time with a UTC offset."""
+    if not isinstance(value, str):
+        raise _wrong('an RFC 3339 time, "now" or ""', value)
+    if value == "":
+        return Epoch()
+    if value == "now":
+        return Epoch(time.time(), value)
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise _wrong(
+            'an RFC 3339 time such as "2026-11-26T10:00:00Z", "now" or ""', value
+        ) from None
+    if moment.tzinfo is None:
+        raise _wrong("an RFC 3339 time with a UTC offset (Z or +hh:mm)", value)
+    return Epoch(moment.timestamp(), value)
+
+
 # One entry per section: the dataclass it builds, one validator per key, and a check of the
 # keys together. Defaults, and which keys are required (no default), come from the dataclass
 # itself; a nested table such as [upstream.health] is a key of its parent whose name joined
@@ -426,7 +538,33 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     ),
     "close": (
         CloseConfig,
-        {"ratio": _fraction, "seed": _integer, "linger": _non_negative},
+        {
+            "ratio": _fraction,
+            "seed": _integer,
+            "linger": _non_negative,
+            "max_age": _non_negative,
+            "max_age_jitter": _non_negative,
+            "max_requests": _int_between(0, 2**31),
+            "epoch_ratio": _fraction,
+            "idle_timeout": _non_negative,
+            "max_closes_per_second": _non_negative,
+            "max_closes_per_client_per_minute": _int_between(0, 1_000_000),
+            "ramp_seconds": _non_negative,
+            "returning_window": _non_negative,
+            "returning_max_backoff": _non_negative,
+            "dry_run": _boolean,
+        },
+        _check_close,
+    ),
+    "close.scope": (
+        ScopeConfig,
+        {"hosts": _host_list, "paths": _path_list, "clients": _network_list},
+        None,
+    ),
+    "migration": (MigrationConfig, {"epoch": _epoch}, None),
+    "drain": (
+        DrainConfig,
+        {"delay": _non_negative, "idle_grace": _non_negative, "timeout": _positive},
         None,
     ),
     "limits": (

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import pickle
+import time
 import tomllib
 from pathlib import Path
 
@@ -12,11 +14,15 @@ from migproxy.config import (
     CloseConfig,
     Config,
     ConfigError,
+    DrainConfig,
+    Epoch,
     HealthConfig,
     LimitsConfig,
     ListenConfig,
     LogConfig,
+    MigrationConfig,
     ProxyConfig,
+    ScopeConfig,
     TcpKeepaliveConfig,
     UpstreamConfig,
     load_config,
@@ -39,6 +45,9 @@ SECTIONS = {
     "listen.tcp_keepalive": TcpKeepaliveConfig,
     "upstream.tcp_keepalive": TcpKeepaliveConfig,
     "upstream.health": HealthConfig,
+    "close.scope": ScopeConfig,
+    "migration": MigrationConfig,
+    "drain": DrainConfig,
 }
 
 
@@ -429,7 +438,74 @@ BAD_CONFIGS = [
         'must be one of "least_outstanding", "round_robin", got "random"',
         id="balance",
     ),
+    _bad(
+        BASE + "[close]\nmax_age_jitter = 5\n",
+        "close.max_age_jitter",
+        "needs max_age",
+        id="jitter-without-max-age",
+    ),
+    _bad(
+        BASE + '[close.scope]\nclients = ["10.0.0.0/33"]\n',
+        "close.scope.clients",
+        '"10.0.0.0/33": not an IP network such as "10.0.0.0/8" or "::1/128"',
+        id="scope-network",
+    ),
+    _bad(
+        BASE + '[close.scope]\npaths = ["api"]\n',
+        "close.scope.paths",
+        '"api": not a path prefix starting with "/"',
+        id="scope-path",
+    ),
+    _bad(
+        BASE + '[migration]\nepoch = "2026-11-26T10:00:00"\n',
+        "migration.epoch",
+        'must be an RFC 3339 time with a UTC offset (Z or +hh:mm), got "2026-11-26T10:00:00"',
+        id="epoch-without-offset",
+    ),
+    _bad(
+        BASE + '[migration]\nepoch = "yesterday"\n',
+        "migration.epoch",
+        'must be an RFC 3339 time such as "2026-11-26T10:00:00Z", "now" or "", got "yesterday"',
+        id="epoch-bad",
+    ),
+    _bad(
+        BASE + "[drain]\ntimeout = 0\n",
+        "drain.timeout",
+        "must be a finite number greater than 0, got 0",
+        id="drain-timeout",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("2026-11-26T10:00:00Z", 1795687200.0),
+        ("2026-11-26T11:00:00+01:00", 1795687200.0),
+    ],
+)
+def test_migration_epoch(text: str, expected: float | None) -> None:
+    config = parse(BASE + f'[migration]\nepoch = "{text}"\n')
+    assert config.migration.epoch == Epoch(expected, text)
+
+
+def test_migration_epoch_now_is_the_load_time() -> None:
+    before = time.time()
+    epoch = parse(BASE + '[migration]\nepoch = "now"\n').migration.epoch
+    assert epoch.text == "now" and epoch.at is not None and before <= epoch.at <= time.time()
+
+
+def test_close_scope() -> None:
+    scope = parse(
+        BASE + '[close.scope]\nhosts = ["API.example.com"]\npaths = ["/v1/"]\n'
+        'clients = ["10.0.0.0/8", "2001:db8::1"]\n'
+    ).close.scope
+    assert scope == ScopeConfig(
+        hosts=("api.example.com",),
+        paths=("/v1/",),
+        clients=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::1/128")),
+    )
 
 
 def test_nested_tables_keep_their_parents_defaults() -> None:
