@@ -7,6 +7,7 @@ import contextlib
 import socket
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,12 +22,14 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 def hang_up_on_second_request(close: Callable[[socket.socket], None]) -> Callable[..., None]:
     """An upstream that keeps connections alive but closes each one instead of answering
     its second request: what a keep-alive timeout racing with a new request looks like."""
-    served: dict[int, int] = {}
+    # Keyed by the socket object itself, weakly: an id() or a file descriptor is reused by a
+    # later connection once the first one is closed, which would carry its count over.
+    served: weakref.WeakKeyDictionary[socket.socket, int] = weakref.WeakKeyDictionary()
     lock = threading.Lock()
 
     def script(sock: socket.socket, head: bytes) -> None:
         with lock:
-            served[id(sock)] = count = served.get(id(sock), 0) + 1
+            served[sock] = count = served.get(sock, 0) + 1
         if count == 2:
             close(sock)
             raise OSError("closed by the script")
