@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(serve(config))
+            runner.run(serve(config, config_path=args.config))
     except (OSError, ResolveError) as err:
         logging.getLogger("migproxy").error("cannot start: %s", err)
         return 1

@@ -1,32 +1,46 @@
-# The admin HTTP endpoint (aiohttp, on the proxy's own event loop): metrics, health, readiness
-# and the effective configuration. It reads the proxy's state and never blocks the data path.
+# The admin HTTP endpoint (aiohttp, on the proxy's own event loop): metrics, health, readiness,
+# the effective configuration and the upstream's addresses; and the state-changing requests of
+# live control (reload, migration epoch), which need the bearer token when one is configured.
+# It never blocks the data path.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hmac
 import json
+import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from migproxy.control import Reloader
 from migproxy.errors import UpstreamError
 from migproxy.metrics import flush
 from migproxy.proxy import ProxyContext
 
 CTX: web.AppKey[ProxyContext] = web.AppKey("ctx", ProxyContext)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+RELOADER: web.AppKey[Reloader | None] = web.AppKey("reloader")
 REDACTED = "<redacted>"
 
 
-def make_admin_app(ctx: ProxyContext, registry: CollectorRegistry) -> web.Application:
-    """The admin application: GET /metrics, /healthz, /readyz, /config, /upstreams."""
+def make_admin_app(
+    ctx: ProxyContext, registry: CollectorRegistry, reloader: Reloader | None = None
+) -> web.Application:
+    """The admin application: GET /metrics, /healthz, /readyz, /config, /upstreams,
+    /migration; POST /reload, /migration/epoch."""
     app = web.Application()
     app[CTX] = ctx
     app[REGISTRY] = registry
+    app[RELOADER] = reloader
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/config", config)
     app.router.add_get("/upstreams", upstreams)
+    app.router.add_get("/migration", migration)
+    app.router.add_post("/migration/epoch", set_epoch)
+    app.router.add_post("/reload", reload)
     return app
 
 
@@ -45,7 +59,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 while serving with a reachable upstream; 503 with the reason otherwise."""
     ctx = request.app[CTX]
-    if ctx.draining:
+    if ctx.stopping:
         return web.Response(status=503, text="draining\n")
     if not ctx.serving:
         return web.Response(status=503, text="listeners not bound yet\n")
@@ -70,7 +84,7 @@ async def upstreams(request: web.Request) -> web.Response:
         "all_down": group.balancer.all_down,
         "addresses": group.describe(),
     }
-    return web.json_response(data, dumps=lambda d: json.dumps(d, indent=2) + "\n")
+    return _json(data)
 
 
 async def config(request: web.Request) -> web.Response:
@@ -83,12 +97,78 @@ async def config(request: web.Request) -> web.Response:
     )
 
 
-async def start_admin(ctx: ProxyContext, registry: CollectorRegistry) -> web.AppRunner | None:
+def _refused(request: web.Request) -> web.Response | None:
+    """401 unless the request carries the configured bearer token (if one is configured)."""
+    token = request.app[CTX].config.admin.token
+    if not token:
+        return None
+    given = request.headers.get("Authorization", "")
+    if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return None
+    return web.Response(
+        status=401,
+        text="this request needs Authorization: Bearer <[admin] token>\n",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, indent=2) + "\n",
+        content_type="application/json",
+    )
+
+
+async def migration(request: web.Request) -> web.Response:
+    """The migration state: epoch, the ratio in force, budget and returning clients."""
+    return _json(request.app[CTX].migration_state())
+
+
+async def set_epoch(request: web.Request) -> web.Response:
+    """Start a migration epoch: now, or at {"epoch": RFC 3339 time} from a JSON body."""
+    refused = _refused(request)
+    if refused is not None:
+        return refused
+    at = time.time()
+    if request.can_read_body:
+        try:
+            body = await request.json()
+            text = body.get("epoch", "now") if isinstance(body, dict) else None
+            if not isinstance(text, str):
+                raise ValueError("epoch must be a string")
+            if text != "now":
+                moment = datetime.datetime.fromisoformat(text)
+                if moment.tzinfo is None:
+                    raise ValueError("needs a UTC offset (Z or +hh:mm)")
+                at = moment.timestamp()
+        except ValueError as err:
+            return _json({"error": f'epoch: expected an RFC 3339 time or "now": {err}'}, 400)
+    ctx = request.app[CTX]
+    ctx.set_epoch(at)
+    return _json(ctx.migration_state())
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Reload the config file; 200 with what changed, or 400 with `FILE: key: reason`."""
+    refused = _refused(request)
+    if refused is not None:
+        return refused
+    reloader = request.app[RELOADER]
+    if reloader is None:
+        return _json({"error": "this proxy was not started from a config file"}, 409)
+    applied, message = reloader.reload("POST /reload")
+    return _json({"reloaded": applied, "message": message}, 200 if applied else 400)
+
+
+async def start_admin(
+    ctx: ProxyContext, registry: CollectorRegistry, reloader: Reloader | None = None
+) -> web.AppRunner | None:
     """Serve the admin app on admin.address (None when it is switched off)."""
     address = ctx.config.admin.address
     if address is None:
         return None
-    runner = web.AppRunner(make_admin_app(ctx, registry), access_log=None)
+    runner = web.AppRunner(make_admin_app(ctx, registry, reloader), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address.host, address.port).start()
     return runner

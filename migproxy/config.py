@@ -451,8 +451,8 @@ def _scope_host(text: str) -> str:
 
 
 def _scope_path(text: str) -> str:
-    if not _PATH.fullmatch(text):
-        raise ValueError('not a path prefix starting with "/"')
+    if not _PATH.fullmatch(text) or "?" in text or "#" in text:
+        raise ValueError('not a path prefix starting with "/" (without "?" or "#")')
     return text
 
 

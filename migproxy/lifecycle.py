@@ -1,5 +1,6 @@
 # Server lifecycle of one worker: resolve the upstream, bind the listener, run the timeout
-# sweep, and shut down gracefully on SIGTERM/SIGINT (a second signal exits at once).
+# sweep, reload on SIGHUP or a change of the config file, and shut down gracefully on
+# SIGTERM/SIGINT (a second signal exits at once).
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +16,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
 from migproxy.config import Config
+from migproxy.control import Reloader
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
 from migproxy.sockopts import apply_tcp_keepalive
 
 log = logging.getLogger("migproxy")
-DRAIN_TIMEOUT = 30.0  # most seconds a graceful shutdown waits for connections to finish
 
 
 def sweep_interval(config: Config) -> float:
@@ -103,8 +104,15 @@ def metrics_for_this_process(config: Config) -> tuple[CollectorRegistry, Metrics
     return registry, metrics
 
 
-async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = None) -> None:
-    """Run the proxy until SIGTERM/SIGINT, then drain and return."""
+async def serve(
+    config: Config,
+    ready: Callable[[ProxyContext], None] | None = None,
+    config_path: str | None = None,
+) -> None:
+    """Run the proxy until SIGTERM/SIGINT, then drain and return.
+
+    With `config_path`, SIGHUP, a change of that file and POST /reload reload it.
+    """
     loop = asyncio.get_running_loop()
     registry, metrics = metrics_for_this_process(config)
     ctx = ProxyContext(config, loop, metrics=metrics)
@@ -112,7 +120,8 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))
     ctx.serving = True
-    admin = await start_admin(ctx, registry)
+    reloader = Reloader(config_path, ctx) if config_path is not None else None
+    admin = await start_admin(ctx, registry, reloader)
     if admin is not None:
         log.info(
             "admin endpoint on http://%s/ (metrics, healthz, readyz, config)", config.admin.address
@@ -137,7 +146,10 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    sweeper = loop.create_task(_sweep_forever(ctx, sweep_interval(config)))
+    tasks = [loop.create_task(_sweep_forever(ctx, sweep_interval(config)))]
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+        tasks.append(loop.create_task(reloader.watch()))
     tune_gc()
     if ready is not None:
         ready(ctx)
@@ -145,13 +157,14 @@ async def serve(config: Config, ready: Callable[[ProxyContext], None] | None = N
         await stop.wait()
         await _drain(ctx, servers)
     finally:
-        sweeper.cancel()
+        for task in tasks:
+            task.cancel()
         for server in servers:
             server.close()
         if admin is not None:
             await admin.cleanup()
         await ctx.upstreams.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
@@ -176,13 +189,27 @@ async def _sweep_forever(ctx: ProxyContext, interval: float) -> None:
 
 
 async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
+    """Graceful shutdown, with the [drain] settings in force when it starts.
+
+    /readyz fails at once; for `delay` seconds the proxy keeps serving as before, so that a
+    load balancer notices and stops sending; then it stops accepting, every response
+    announces close, connections idle for `idle_grace` are closed, and it returns when the
+    last connection is gone or after `timeout`, aborting what is left.
+    """
+    drain = ctx.config.drain
+    ctx.stopping = True
+    if drain.delay:
+        log.info("draining in %s s (/readyz now fails)", drain.delay)
+        await asyncio.sleep(drain.delay)
     log.info("draining %d connections", len(ctx.connections))
     for server in servers:
         server.close()
     ctx.set_draining()
-    deadline = ctx.loop.time() + DRAIN_TIMEOUT
+    deadline = ctx.loop.time() + drain.timeout
     while ctx.connections and ctx.loop.time() < deadline:
         await asyncio.sleep(0.05)
+    if ctx.connections:
+        log.warning("drain timeout: aborting %d connections", len(ctx.connections))
     for conn in list(ctx.connections):
         if conn.transport is not None:
             conn.transport.abort()

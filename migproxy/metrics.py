@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from migproxy.policy.close import POLICY_REASONS, CloseReason
+from migproxy.policy.gate import Hold
 from migproxy.stats import (
     CONNECTION_SECONDS_BUCKETS,
     REQUESTS_PER_CONNECTION_BUCKETS,
@@ -31,6 +32,7 @@ from migproxy.stats import (
 K = TypeVar("K")
 NAMESPACE = "migproxy"
 CONNECTION_STATES = ("fresh", "reused")
+COHORTS = ("current", "stale")
 UPSTREAM_ERROR_KINDS = (
     "connect",
     "connect_timeout",
@@ -48,11 +50,13 @@ class Metrics:
     """The metric families, with the label children the flush uses bound ahead of time."""
 
     families: tuple[MetricWrapperBase, ...]
-    requests: tuple[tuple[Counter, ...], ...]  # [reused][status class]
+    requests: tuple[tuple[Counter, ...], ...]  # [stale * 2 + reused][status class]
     connections_opened: Counter
     connections_closed: dict[CloseReason, Counter]
     injected_closes: dict[CloseReason, Counter]
-    connections_active: Gauge
+    deferred_closes: dict[tuple[CloseReason, Hold], Counter]
+    would_close: dict[CloseReason, Counter]
+    connections_active: tuple[Gauge, Gauge]  # [current, stale]
     requests_per_connection: Histogram
     connection_duration: Histogram
     close_ratio: Gauge
@@ -66,7 +70,7 @@ class Metrics:
     health_checks: dict[HealthCheck, Counter]
     upstream_addresses: tuple[Gauge, Gauge]  # [healthy, ejected]
     upstream_all_down: Gauge
-    returning_reconnects: Counter  # counted once returning clients are tracked (#5)
+    returning_reconnects: Counter
     migration_epoch: Gauge  # set once migration epochs exist (#5); 0 = none
     reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
     last_reload_success: Gauge
@@ -100,6 +104,21 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
     injected = Counter(
         "injected_closes",
         "Connection: close announced by a migration policy, by policy.",
+        ["vip", "policy"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    deferred = Counter(
+        "deferred_closes",
+        "Closes a policy wanted that were held back to a later response, by policy and cause "
+        "(budget_denied: the close budget; returning_backoff: the client came straight back).",
+        ["vip", "policy", "cause"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    would = Counter(
+        "would_close",
+        "Closes a policy decided while dry_run is on, none of them carried out, by policy.",
         ["vip", "policy"],
         namespace=NAMESPACE,
         registry=registry,
@@ -246,6 +265,8 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             opened,
             closed,
             injected,
+            deferred,
+            would,
             active,
             per_connection,
             duration,
@@ -266,13 +287,18 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             last_reload,
         ),
         requests=tuple(
-            tuple(requests.labels(vip, state, "current", cls) for cls in STATUS_CLASSES)
+            tuple(requests.labels(vip, state, cohort, cls) for cls in STATUS_CLASSES)
+            for cohort in COHORTS
             for state in CONNECTION_STATES
         ),
         connections_opened=opened.labels(vip),
         connections_closed={r: closed.labels(vip, r.value) for r in CloseReason},
         injected_closes={r: injected.labels(vip, r.value) for r in POLICY_REASONS},
-        connections_active=active.labels(vip, "current"),
+        deferred_closes={
+            (r, h): deferred.labels(vip, r.value, h.value) for r in POLICY_REASONS for h in Hold
+        },
+        would_close={r: would.labels(vip, r.value) for r in POLICY_REASONS},
+        connections_active=(active.labels(vip, "current"), active.labels(vip, "stale")),
         requests_per_connection=per_connection.labels(vip),
         connection_duration=duration.labels(vip),
         close_ratio=ratio.labels(vip),
@@ -302,9 +328,15 @@ def flush(stats: Stats, metrics: Metrics) -> None:
         stats.connections_opened = 0
     _flush_map(stats.closes, metrics.connections_closed)
     _flush_map(stats.injected, metrics.injected_closes)
+    _flush_map(stats.deferred, metrics.deferred_closes)
+    _flush_map(stats.would_close, metrics.would_close)
+    if stats.returning:
+        metrics.returning_reconnects.inc(stats.returning)
+        stats.returning = 0
     _flush_histogram(stats.requests_per_connection, metrics.requests_per_connection)
     _flush_histogram(stats.connection_seconds, metrics.connection_duration)
-    metrics.connections_active.set(stats.active)
+    metrics.connections_active[0].set(stats.active - stats.active_stale)
+    metrics.connections_active[1].set(stats.active_stale)
     _flush_list(stats.upstream_requests, metrics.upstream_requests)
     if stats.upstream_opened:
         metrics.upstream_opened.inc(stats.upstream_opened)

@@ -5,14 +5,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import random
+import time
 from typing import TYPE_CHECKING
 
-from migproxy.config import Config
+from migproxy.config import CloseConfig, Config
 from migproxy.http1.serialize import ForwardingRules
 from migproxy.metrics import Metrics, flush
 from migproxy.policy.close import ClosePolicy
+from migproxy.policy.gate import CloseGate
+from migproxy.policy.ramp import ramped_ratio
+from migproxy.policy.returning import ReturningClients
+from migproxy.policy.scope import Scope
 from migproxy.stats import Stats
 from migproxy.upstream.connection import UpstreamConnection
 from migproxy.upstream.group import UpstreamGroup
@@ -35,30 +42,133 @@ class ProxyContext:
     ) -> None:
         self.config = config
         self.loop = loop
+        self.rng = rng if rng is not None else random.Random(config.close.seed)
+        self.connections: set[ClientProtocol] = set()
+        self.draining = False  # every response announces close
+        self.stopping = False  # a shutdown has begun: /readyz fails
+        self.serving = False  # the listeners are bound
+        self.stats = Stats()
+        self.upstreams = UpstreamGroup(config, loop, self.stats)
+        self.balancer = self.upstreams.balancer  # picks the backend of each exchange
+        self.metrics = metrics
+        self.now = loop.time()  # coarse clock for deadlines, refreshed by sweep()
+        # Unix time minus loop time: converts the epoch, a wall-clock time, to the loop's clock.
+        self.wall_offset = time.time() - loop.time()
+        self.epoch: float | None = None  # the migration epoch, Unix time
+        # The same on the loop's clock: connections opened before it are stale (-inf: none is).
+        self.epoch_at = -math.inf
+        self.returning = ReturningClients(
+            config.close.returning_window, config.close.returning_max_backoff
+        )
+        self._ramp: tuple[float, float, float, float] | None = None  # old, new, start, seconds
+        self._apply(config)
+        self._set_epoch(config.migration.epoch.at)
+
+    def _apply(self, config: Config) -> None:
+        """Make `config` the one in force (everything but the epoch and the ramp)."""
+        self.config = config
         self.rules = ForwardingRules(
             forwarded=config.proxy.forwarded,
             via=config.proxy.via,
             default_host=str(config.upstream.address).encode("ascii"),
         )
-        self.policy = ClosePolicy(ratio=config.close.ratio)
-        self.rng = rng if rng is not None else random.Random(config.close.seed)
-        self.connections: set[ClientProtocol] = set()
-        self.draining = False
-        self.serving = False  # the listeners are bound
+        close = config.close
+        self.policy = _policy(close, close.ratio, self.epoch_at)
+        self.dry_run = close.dry_run
+        self.returning.configure(close.returning_window, close.returning_max_backoff)
+        budget = (close.max_closes_per_second, close.max_closes_per_client_per_minute)
+        if getattr(self, "_budget", None) != budget:  # a reload keeps the tokens it can
+            self._budget = budget
+            self.gate = CloseGate(*budget, self.returning)
         self.access_log = config.log.access_log
-        self.stats = Stats()
-        self.upstreams = UpstreamGroup(config, loop, self.stats)
-        self.balancer = self.upstreams.balancer  # picks the backend of each exchange
-        self.metrics = metrics
-        if metrics is not None:
-            metrics.close_ratio.set(config.close.ratio)
-        self.now = loop.time()  # coarse clock for deadlines, refreshed by sweep()
+        logging.getLogger("migproxy").setLevel(config.log.level.upper())
         # Timeouts, read on every exchange: copied out of the config once.
         self.head_timeout = config.limits.head_timeout
         self.body_timeout = config.limits.body_timeout
-        self.keepalive_timeout = config.limits.keepalive_timeout
+        self.keepalive_timeout = min(
+            config.limits.keepalive_timeout, close.idle_timeout or math.inf
+        )
         self.response_timeout = config.upstream.response_timeout
-        self.linger = config.close.linger
+        self.linger = close.linger
+        self.upstreams.reconfigure(config)
+        if self.metrics is not None:
+            self.metrics.close_ratio.set(self.policy.ratio)
+
+    def apply_config(self, config: Config) -> None:
+        """A reload: apply `config` (already validated, and reloadable: see control.py).
+
+        Connections see the new policies at their next response. A new ratio is reached at
+        once, or over close.ramp_seconds; a changed [migration] epoch starts a new epoch.
+        """
+        old = self.config
+        ratio = self.policy.ratio
+        self._apply(config)
+        if config.close.ratio != old.close.ratio and config.close.ramp_seconds > 0:
+            self._ramp = (ratio, config.close.ratio, self.now, config.close.ramp_seconds)
+            self._step_ramp()
+        else:
+            self._ramp = None
+        if config.migration.epoch.text != old.migration.epoch.text:
+            self.set_epoch(config.migration.epoch.at)
+
+    def set_epoch(self, epoch: float | None) -> None:
+        """Start a migration epoch at Unix time `epoch` (None: no epoch)."""
+        self._set_epoch(epoch)
+        log.info(
+            "migration epoch %s",
+            "cleared" if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
+        )
+
+    def _set_epoch(self, epoch: float | None) -> None:
+        self.epoch = epoch
+        self.epoch_at = -math.inf if epoch is None else epoch - self.wall_offset
+        self.policy = dataclasses.replace(
+            self.policy, epoch=None if epoch is None else self.epoch_at
+        )
+        if self.metrics is not None:
+            self.metrics.migration_epoch.set(epoch or 0)
+
+    def _step_ramp(self) -> None:
+        if self._ramp is None:
+            return
+        old, new, start, seconds = self._ramp
+        ratio = ramped_ratio(old, new, start, seconds, self.now)
+        if ratio == new:
+            self._ramp = None
+        self.policy = dataclasses.replace(self.policy, ratio=ratio)
+        if self.metrics is not None:
+            self.metrics.close_ratio.set(ratio)
+
+    def count_reload(self, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.reloads["ok" if ok else "error"].inc()
+            if ok:
+                self.metrics.last_reload_success.set_to_current_time()
+
+    def migration_state(self) -> dict[str, object]:
+        """The migration as the admin API shows it."""
+        close = self.config.close
+        return {
+            "epoch": self.epoch,
+            "epoch_age_seconds": None if self.epoch is None else time.time() - self.epoch,
+            "ratio": self.policy.ratio,
+            "ratio_target": close.ratio,
+            "dry_run": self.dry_run,
+            "policies": {
+                "max_age": close.max_age,
+                "max_age_jitter": close.max_age_jitter,
+                "max_requests": close.max_requests,
+                "epoch_ratio": close.epoch_ratio,
+                "idle_timeout": close.idle_timeout,
+            },
+            "budget": {
+                "max_closes_per_second": close.max_closes_per_second,
+                "max_closes_per_client_per_minute": close.max_closes_per_client_per_minute,
+            },
+            "returning": [
+                dataclasses.asdict(client) for client in self.returning.top(20, self.now)
+            ],
+        }
 
     def release_upstream(self, conn: UpstreamConnection) -> None:
         """Return `conn` to its pool after an exchange, or close it if it cannot be reused."""
@@ -67,8 +177,13 @@ class ProxyContext:
     def sweep(self) -> None:
         """Fire the deadlines that have passed; close idle upstream connections too old."""
         now = self.now = self.loop.time()
+        self._step_ramp()
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.deadline_passed(now)
+        epoch_at = self.epoch_at
+        self.stats.active_stale = (
+            sum(1 for c in self.connections if c.opened_at < epoch_at) if self.epoch else 0
+        )
         self.upstreams.sweep(now)
         if self.metrics is not None:
             flush(self.stats, self.metrics)
@@ -76,6 +191,27 @@ class ProxyContext:
     def set_draining(self) -> None:
         """From now on every response announces close, and idle connections are closed."""
         self.draining = True
+        self.now = self.loop.time()
+        idle_grace = self.config.drain.idle_grace
         for conn in list(self.connections):
-            conn.shutdown()
+            conn.shutdown(idle_grace)
         self.upstreams.drain()
+
+
+def _policy(close: CloseConfig, ratio: float, epoch_at: float) -> ClosePolicy:
+    scope = close.scope
+    return ClosePolicy(
+        ratio=ratio,
+        max_age=close.max_age,
+        max_age_jitter=close.max_age_jitter,
+        max_requests=close.max_requests,
+        epoch=None if epoch_at == -math.inf else epoch_at,
+        epoch_ratio=close.epoch_ratio,
+        scope=Scope(
+            hosts=frozenset(host.encode("ascii") for host in scope.hosts),
+            path_prefixes=tuple(path.encode("ascii") for path in scope.paths),
+            networks=scope.clients,
+        )
+        if scope.hosts or scope.paths or scope.clients
+        else None,
+    )

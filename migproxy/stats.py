@@ -9,6 +9,7 @@ import enum
 from bisect import bisect_left
 
 from migproxy.policy.close import CloseReason
+from migproxy.policy.gate import Hold
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # Histogram bucket upper bounds (+Inf is implied).
@@ -86,6 +87,9 @@ class Stats:
         "connections_opened",
         "closes",
         "injected",
+        "deferred",
+        "would_close",
+        "returning",
         "requests_per_connection",
         "connection_seconds",
         "upstream_requests",
@@ -100,14 +104,19 @@ class Stats:
         "addresses_ejected",
         "all_down",
         "active",
+        "active_stale",
     )
 
     def __init__(self) -> None:
-        # requests[reused][status class index]: reused is 0 (fresh) or 1 (reused)
-        self.requests = [[0] * len(STATUS_CLASSES), [0] * len(STATUS_CLASSES)]
+        # requests[stale * 2 + reused][status class index]: stale is 1 for a connection opened
+        # before the migration epoch, reused is 1 for every request but a connection's first
+        self.requests = [[0] * len(STATUS_CLASSES) for _ in range(4)]
         self.connections_opened = 0
         self.closes: dict[CloseReason, int] = {}
         self.injected: dict[CloseReason, int] = {}
+        self.deferred: dict[tuple[CloseReason, Hold], int] = {}  # policy closes held back
+        self.would_close: dict[CloseReason, int] = {}  # what dry_run did not close
+        self.returning = 0  # reconnects of client addresses within the returning window
         # of each client connection closed: requests served, lifetime in seconds
         self.requests_per_connection = BucketCounts(REQUESTS_PER_CONNECTION_BUCKETS)
         self.connection_seconds = BucketCounts(CONNECTION_SECONDS_BUCKETS)
@@ -124,11 +133,12 @@ class Stats:
         self.addresses_ejected = 0
         self.all_down = 0
         self.active = 0  # client connections open now (a gauge, never reset)
+        self.active_stale = 0  # of which opened before the epoch (set by each sweep)
 
-    def count_response(self, reused: bool, status: int) -> None:
+    def count_response(self, stale: bool, reused: bool, status: int) -> None:
         index = status // 100 - 1
         if 0 <= index < len(STATUS_CLASSES):
-            self.requests[reused][index] += 1
+            self.requests[stale * 2 + reused][index] += 1
 
     def count_close(self, reason: CloseReason, requests: int, lifetime: float) -> None:
         self.closes[reason] = self.closes.get(reason, 0) + 1
@@ -137,6 +147,13 @@ class Stats:
 
     def count_injected(self, reason: CloseReason) -> None:
         self.injected[reason] = self.injected.get(reason, 0) + 1
+
+    def count_deferred(self, reason: CloseReason, hold: Hold) -> None:
+        key = (reason, hold)
+        self.deferred[key] = self.deferred.get(key, 0) + 1
+
+    def count_would_close(self, reason: CloseReason) -> None:
+        self.would_close[reason] = self.would_close.get(reason, 0) + 1
 
     def count_upstream_close(self, reason: UpstreamClose) -> None:
         self.upstream_closes[reason] = self.upstream_closes.get(reason, 0) + 1

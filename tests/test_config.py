@@ -453,7 +453,7 @@ BAD_CONFIGS = [
     _bad(
         BASE + '[close.scope]\npaths = ["api"]\n',
         "close.scope.paths",
-        '"api": not a path prefix starting with "/"',
+        '"api": not a path prefix starting with "/" (without "?" or "#")',
         id="scope-path",
     ),
     _bad(

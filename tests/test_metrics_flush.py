@@ -5,6 +5,7 @@ from prometheus_client import CollectorRegistry
 
 from migproxy.metrics import build_metrics, flush
 from migproxy.policy.close import CloseReason
+from migproxy.policy.gate import Hold
 from migproxy.stats import Stats, UpstreamClose
 
 
@@ -16,11 +17,17 @@ def fresh() -> tuple[CollectorRegistry, Stats]:
 def test_counts_move_into_series_once_and_are_reset() -> None:
     registry, stats = fresh()
     metrics = build_metrics(registry, "old")
-    stats.count_response(False, 200)
+    stats.count_response(False, False, 200)
     for _ in range(3):
-        stats.count_response(True, 204)
-    stats.count_response(True, 502)
+        stats.count_response(False, True, 204)
+    stats.count_response(False, True, 502)
+    stats.count_response(True, True, 200)
     stats.count_injected(CloseReason.RATIO)
+    stats.count_injected(CloseReason.EPOCH)
+    stats.count_deferred(CloseReason.EPOCH, Hold.BUDGET)
+    stats.count_would_close(CloseReason.MAX_AGE)
+    stats.returning += 2
+    stats.active_stale = 3
     stats.count_close(CloseReason.RATIO, requests=4, lifetime=1.5)
     stats.count_upstream_close(UpstreamClose.IDLE)
     stats.count_upstream_error("timeout")
@@ -37,7 +44,13 @@ def test_counts_move_into_series_once_and_are_reset() -> None:
     assert get("migproxy_requests_total", connection="fresh", status_class="2xx", **base) == 1
     assert get("migproxy_requests_total", connection="reused", status_class="2xx", **base) == 3
     assert get("migproxy_requests_total", connection="reused", status_class="5xx", **base) == 1
+    stale = {"cohort": "stale", "connection": "reused"}
+    assert get("migproxy_requests_total", status_class="2xx", **stale) == 1
     assert get("migproxy_injected_closes_total", policy="ratio") == 1
+    assert get("migproxy_injected_closes_total", policy="epoch") == 1
+    assert get("migproxy_deferred_closes_total", policy="epoch", cause="budget_denied") == 1
+    assert get("migproxy_would_close_total", policy="max_age") == 1
+    assert get("migproxy_returning_reconnects_total") == 2
     assert get("migproxy_connections_closed_total", reason="ratio") == 1
     assert get("migproxy_connections_closed_total", reason="client") == 0
     assert get("migproxy_requests_per_connection_sum") == 4
@@ -46,15 +59,16 @@ def test_counts_move_into_series_once_and_are_reset() -> None:
     assert get("migproxy_upstream_errors_total", kind="timeout") == 1
     assert get("migproxy_connections_opened_total") == 1
     assert get("migproxy_upstream_requests_total", connection="reused") == 4
-    assert get("migproxy_connections_active", cohort="current") == 7
-    assert stats.requests == [[0] * 5, [0] * 5] and not stats.closes
+    assert get("migproxy_connections_active", cohort="current") == 4
+    assert get("migproxy_connections_active", cohort="stale") == 3
+    assert stats.requests == [[0] * 5] * 4 and not stats.closes and not stats.deferred
 
 
 def test_out_of_range_status_is_not_counted() -> None:
     stats = Stats()
-    stats.count_response(False, 99)
-    stats.count_response(False, 600)
-    assert stats.requests == [[0] * 5, [0] * 5]
+    stats.count_response(False, False, 99)
+    stats.count_response(False, False, 600)
+    assert stats.requests == [[0] * 5] * 4
 
 
 def test_every_series_carries_the_vip_label() -> None:

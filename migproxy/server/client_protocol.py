@@ -52,7 +52,15 @@ from migproxy.http1.serialize import (
     request_head_bytes,
     response_head_bytes,
 )
-from migproxy.policy.close import CloseReason, decide_close, required_close
+from migproxy.policy.close import (
+    KEEP_OPEN,
+    POLICY_REASONS,
+    CloseDecision,
+    CloseReason,
+    age_limit,
+    decide_close,
+    required_close,
+)
 from migproxy.proxy import ProxyContext
 from migproxy.upstream.connection import UpstreamConnection
 from migproxy.upstream.group import UpstreamBackend
@@ -61,6 +69,7 @@ log = logging.getLogger("migproxy")
 access_log = logging.getLogger("migproxy.access")
 
 INFINITY = float("inf")
+_POLICY_REASONS = frozenset(POLICY_REASONS)
 # Read-blocking reasons (bits): reading resumes only when none is left.
 _BLOCK_UPSTREAM_FULL = 1  # the upstream's write buffer is over its high-water mark
 _BLOCK_BACKLOG = 2  # pipelined or pre-connect bytes are waiting
@@ -125,7 +134,8 @@ class ClientProtocol(asyncio.Protocol):
         "_close_after",
         "_client_out",
         "_upstream_out",
-        "_opened_at",
+        "opened_at",
+        "_jitter",
         "_close_reason",
         "_sent_at",
     )
@@ -156,7 +166,8 @@ class ClientProtocol(asyncio.Protocol):
         self._response_started = False
         self._out_chunked = False
         self._close_after = False
-        self._opened_at = 0.0
+        self.opened_at = 0.0  # on the loop's clock
+        self._jitter = -1.0  # this connection's max_age_jitter draw, made when first needed
         self._sent_at = 0.0  # when the request in flight went upstream (monotonic)
         self._close_reason: CloseReason | None = None  # why this connection closes, once known
         self._client_out: list[bytes] = []  # corked response bytes, see flush_client()
@@ -176,9 +187,11 @@ class ClientProtocol(asyncio.Protocol):
         stats = self.ctx.stats
         stats.connections_opened += 1
         stats.active += 1
-        self._opened_at = self.ctx.loop.time()
+        self.opened_at = self.ctx.loop.time()
+        if self.ctx.returning.connected(self.client_ip, self.opened_at):
+            stats.returning += 1  # its DNS cache still points here after a forced close
         if self.ctx.draining:
-            self.shutdown()
+            self.shutdown(self.ctx.config.drain.idle_grace)
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -208,7 +221,7 @@ class ClientProtocol(asyncio.Protocol):
         ctx.stats.count_close(
             self._close_reason or CloseReason.CLIENT,
             self.requests,
-            ctx.loop.time() - self._opened_at,
+            ctx.loop.time() - self.opened_at,
         )
         if self._connecting is not None:
             self._connecting.cancel()
@@ -383,17 +396,15 @@ class ClientProtocol(asyncio.Protocol):
                 request_complete=self._request_done,
                 awaiting_continue=request.expect_continue and not self._continue_sent,
             )
-        decision = decide_close(
-            client_keep_alive=request.keep_alive and not self._close_after,
-            required=required,
-            draining=ctx.draining,
-            policy=ctx.policy,
-            draw=ctx.rng.random(),
-        )
+        keep_alive = request.keep_alive and not self._close_after
+        if ctx.policy.active or ctx.draining or required is not None or not keep_alive:
+            decision = self._decide(request, keep_alive, required)
+        else:
+            decision = KEEP_OPEN  # nothing can close this one: skip the decision
         self._close_after = decision.close
         self._out_chunked = chunked
         self._response_started = True
-        ctx.stats.count_response(self.requests > 1, head.status)
+        ctx.stats.count_response(self.opened_at < ctx.epoch_at, self.requests > 1, head.status)
         if decision.reason is not None:
             self._close_reason = decision.reason
             if decision.injected:
@@ -409,6 +420,43 @@ class ClientProtocol(asyncio.Protocol):
                 via=ctx.rules.via,
             )
         )
+
+    def _decide(
+        self, request: RequestHead, keep_alive: bool, required: CloseReason | None
+    ) -> CloseDecision:
+        """decide_close() for this response, then the close budget, back-off and dry run."""
+        ctx = self.ctx
+        policy = ctx.policy
+        limit = INFINITY
+        if policy.max_age:
+            if self._jitter < 0:
+                self._jitter = ctx.rng.random()
+            limit = age_limit(policy, self.opened_at, self._jitter)
+        scope = policy.scope
+        decision = decide_close(
+            client_keep_alive=keep_alive,
+            required=required,
+            draining=ctx.draining,
+            policy=policy,
+            now=ctx.now,
+            opened_at=self.opened_at,
+            age_limit=limit,
+            requests=self.requests,
+            in_scope=scope is None
+            or scope.matches(request.fields.get(b"host"), request.target, self.client_ip),
+            rng=ctx.rng.random,
+        )
+        if not decision.injected:
+            return decision
+        assert decision.reason is not None
+        hold = ctx.gate.admit(self.client_ip, ctx.now)
+        if hold is not None:
+            ctx.stats.count_deferred(decision.reason, hold)  # a later response will try again
+            return KEEP_OPEN
+        if ctx.dry_run:
+            ctx.stats.count_would_close(decision.reason)
+            return KEEP_OPEN
+        return decision
 
     def _log_access(self, request: RequestHead, status: int, close: CloseReason | None) -> None:
         access_log.info(
@@ -588,7 +636,8 @@ class ClientProtocol(asyncio.Protocol):
     def _answer_error(self, status: int, reason: str, *, close: bool) -> None:
         self._client_out.append(error_response_bytes(status, reason, close=close))
         self._response_started = True
-        self.ctx.stats.count_response(self.requests > 1, status)
+        ctx = self.ctx
+        ctx.stats.count_response(self.opened_at < ctx.epoch_at, self.requests > 1, status)
         if close:
             self._close_reason = self._close_reason or CloseReason.ERROR
         self._out_chunked = False
@@ -606,20 +655,31 @@ class ClientProtocol(asyncio.Protocol):
             self._client_error(408, "request body stalled")
         else:
             if phase is not _LINGER:
-                self._close_reason = CloseReason.IDLE_TIMEOUT
+                self._close_reason = (
+                    CloseReason.DRAIN if self.ctx.draining else CloseReason.IDLE_TIMEOUT
+                )
             self.reader.discard_buffer()
             self._hard_close()
 
-    def shutdown(self) -> None:
-        """Drain: close now if idle; otherwise the next response announces close."""
+    def shutdown(self, idle_grace: float) -> None:
+        """Drain: close if idle for `idle_grace` from now; the next response announces close.
+
+        An idle connection is not closed at once: a request may be on its way, and closing
+        under it would fail it. After `idle_grace` of silence the race is unlikely.
+        """
         if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered()):
-            self._close_reason = CloseReason.DRAIN
-            self._hard_close()
+            if idle_grace <= 0:
+                self._close_reason = CloseReason.DRAIN
+                self._hard_close()
+            else:
+                self.deadline = min(self.deadline, self.ctx.now + idle_grace)
 
     def _close(self) -> None:
         """Graceful close after an announced close (see the module's rules)."""
         transport = self.transport
         assert transport is not None
+        if self._close_reason in _POLICY_REASONS:
+            self.ctx.returning.closed(self.client_ip, self.ctx.now)
         self.phase = _LINGER
         self.deadline = self.ctx.now + self.ctx.linger
         self.reader.discard_buffer()

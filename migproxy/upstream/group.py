@@ -56,6 +56,13 @@ class UpstreamGroup:
         self._stopping: set[asyncio.Task[None]] = set()  # checkers of removed addresses
         self._host_header = (upstream.health.host or str(upstream.address)).encode("ascii")
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: settings read per connection (timeouts, keep-alive, max_age) change;
+        what needs a restart (the name, its resolution, balancing, checks) is refused earlier
+        by control.restart_needed."""
+        self.config = config
+        self.max_age = config.upstream.max_age
+
     async def start(self) -> None:
         """Resolve the name (raises ResolveError if that fails) and start following it."""
         self.set_addresses(await self.resolver.resolve())

@@ -82,6 +82,7 @@ class Proxy:
     proc: subprocess.Popen[bytes]
     log_path: Path
     admin_port: int = 0
+    config_path: Path | None = None  # the file it was started with (reload tests rewrite it)
 
     @property
     def admin_url(self) -> str:
@@ -117,6 +118,9 @@ def run_proxy(
         "listen": {"address": f"127.0.0.1:{port}"},
         "upstream": {"address": f"127.0.0.1:{upstream_port}"},
         "admin": {"address": f"127.0.0.1:{admin_port}"},
+        # Every test client connects from 127.0.0.1: the returning-client back-off would take
+        # them all for one client coming back after each close. Tests of it turn it on.
+        "close": {"returning_window": 0},
     }
     for name, keys in sections.items():
         config.setdefault(name, {}).update(keys)
@@ -136,7 +140,7 @@ def run_proxy(
         try:
             wait_for_port(port, proc, START_TIMEOUT)
             wait_for_port(admin_port, proc, START_TIMEOUT)
-            yield Proxy(port, proc, log_path, admin_port)
+            yield Proxy(port, proc, log_path, admin_port, path)
         finally:
             stop_process(proc)
 
