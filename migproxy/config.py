@@ -143,6 +143,15 @@ class Epoch:
 @dataclass(frozen=True, slots=True)
 class MigrationConfig:
     epoch: Epoch = Epoch()
+    # A new epoch starts by itself when the share of watch_name's DNS answers that point at
+    # vip_addresses (this VIP) changes by share_change or more ("" = no watching).
+    watch_name: str = ""
+    vip_addresses: tuple[str, ...] = ()
+    nameservers: tuple[Address, ...] = ()  # () = the system's
+    sample_interval: float = 5.0  # seconds between two samples of the answer share
+    samples: int = 20  # DNS queries per sample
+    share_change: float = 0.05
+    start_after_ttl: bool = False  # hold epoch closes until the epoch + the name's TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +496,30 @@ def _epoch(value: object) -> Epoch:
     return Epoch(moment.timestamp(), value)
 
 
+def _dns_name_or_empty(value: object) -> str:
+    if isinstance(value, str) and (value == "" or _HOSTNAME.fullmatch(value)):
+        return value
+    raise _wrong('a DNS name such as "api.example.com", or ""', value)
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("not an IP address") from None
+
+
+_ip_list = _string_list("an array of IP addresses", _ip)
+
+
+def _check_migration(section: MigrationConfig) -> tuple[str, str] | None:
+    if section.watch_name and not section.vip_addresses:
+        return "vip_addresses", "required with watch_name (the addresses of this VIP)"
+    if section.start_after_ttl and not section.watch_name:
+        return "start_after_ttl", "needs watch_name (whose TTL it waits for)"
+    return None
+
+
 # One entry per section: the dataclass it builds, one validator per key, and a check of the
 # keys together. Defaults, and which keys are required (no default), come from the dataclass
 # itself; a nested table such as [upstream.health] is a key of its parent whose name joined
@@ -561,7 +594,20 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         {"hosts": _host_list, "paths": _path_list, "clients": _network_list},
         None,
     ),
-    "migration": (MigrationConfig, {"epoch": _epoch}, None),
+    "migration": (
+        MigrationConfig,
+        {
+            "epoch": _epoch,
+            "watch_name": _dns_name_or_empty,
+            "vip_addresses": _ip_list,
+            "nameservers": _nameservers,
+            "sample_interval": _positive,
+            "samples": _int_between(1, 1000),
+            "share_change": _number("a number between 0.01 and 1.0", lambda n: 0.01 <= n <= 1.0),
+            "start_after_ttl": _boolean,
+        },
+        _check_migration,
+    ),
     "drain": (
         DrainConfig,
         {"delay": _non_negative, "idle_grace": _non_negative, "timeout": _positive},
