@@ -61,6 +61,7 @@ class ProxyContext:
             config.close.returning_window, config.close.returning_max_backoff
         )
         self._ramp: tuple[float, float, float, float] | None = None  # old, new, start, seconds
+        self._epoch_closes_at = -math.inf  # loop time from which the epoch policy closes
         self._apply(config)
         self._set_epoch(config.migration.epoch.at)
 
@@ -73,7 +74,8 @@ class ProxyContext:
             default_host=str(config.upstream.address).encode("ascii"),
         )
         close = config.close
-        self.policy = _policy(close, close.ratio, self.epoch_at)
+        self.policy = _policy(close, close.ratio)
+        self._step_epoch_hold()
         self.dry_run = close.dry_run
         self.returning.configure(close.returning_window, close.returning_max_backoff)
         budget = (close.max_closes_per_second, close.max_closes_per_client_per_minute)
@@ -111,22 +113,32 @@ class ProxyContext:
         if config.migration.epoch.text != old.migration.epoch.text:
             self.set_epoch(config.migration.epoch.at)
 
-    def set_epoch(self, epoch: float | None) -> None:
-        """Start a migration epoch at Unix time `epoch` (None: no epoch)."""
-        self._set_epoch(epoch)
+    def set_epoch(self, epoch: float | None, closes_from: float | None = None) -> None:
+        """Start a migration epoch at Unix time `epoch` (None: no epoch).
+
+        Connections opened before it are stale at once; the epoch policy closes them from
+        Unix time `closes_from` on (None: at once), e.g. when the clients' DNS caches expire.
+        """
+        self._set_epoch(epoch, closes_from)
         log.info(
-            "migration epoch %s",
-            "cleared" if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
+            "migration epoch %s%s",
+            "cleared" if epoch is None else _utc(epoch),
+            f", closing stale connections from {_utc(closes_from)}" if closes_from else "",
         )
 
-    def _set_epoch(self, epoch: float | None) -> None:
+    def _set_epoch(self, epoch: float | None, closes_from: float | None = None) -> None:
         self.epoch = epoch
         self.epoch_at = -math.inf if epoch is None else epoch - self.wall_offset
-        self.policy = dataclasses.replace(
-            self.policy, epoch=None if epoch is None else self.epoch_at
-        )
+        self._epoch_closes_at = -math.inf if closes_from is None else closes_from - self.wall_offset
+        self._step_epoch_hold()
         if self.metrics is not None:
             self.metrics.migration_epoch.set(epoch or 0)
+
+    def _step_epoch_hold(self) -> None:
+        """Give the policy the epoch once its closes may start (see set_epoch)."""
+        wanted = None if self.epoch is None or self.now < self._epoch_closes_at else self.epoch_at
+        if self.policy.epoch != wanted:
+            self.policy = dataclasses.replace(self.policy, epoch=wanted)
 
     def _step_ramp(self) -> None:
         if self._ramp is None:
@@ -150,6 +162,9 @@ class ProxyContext:
         close = self.config.close
         return {
             "epoch": self.epoch,
+            "epoch_closes_from": None
+            if self._epoch_closes_at == -math.inf
+            else self._epoch_closes_at + self.wall_offset,
             "epoch_age_seconds": None if self.epoch is None else time.time() - self.epoch,
             "ratio": self.policy.ratio,
             "ratio_target": close.ratio,
@@ -178,6 +193,7 @@ class ProxyContext:
         """Fire the deadlines that have passed; close idle upstream connections too old."""
         now = self.now = self.loop.time()
         self._step_ramp()
+        self._step_epoch_hold()
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.deadline_passed(now)
         epoch_at = self.epoch_at
@@ -198,14 +214,18 @@ class ProxyContext:
         self.upstreams.drain()
 
 
-def _policy(close: CloseConfig, ratio: float, epoch_at: float) -> ClosePolicy:
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+def _policy(close: CloseConfig, ratio: float) -> ClosePolicy:
+    """The policies of `close`, without the epoch (ProxyContext adds it when it applies)."""
     scope = close.scope
     return ClosePolicy(
         ratio=ratio,
         max_age=close.max_age,
         max_age_jitter=close.max_age_jitter,
         max_requests=close.max_requests,
-        epoch=None if epoch_at == -math.inf else epoch_at,
         epoch_ratio=close.epoch_ratio,
         scope=Scope(
             hosts=frozenset(host.encode("ascii") for host in scope.hosts),
