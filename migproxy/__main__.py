@@ -1,11 +1,12 @@
 # Command line: `migproxy run|check --config FILE`, `migproxy watch URL...`,
-# `migproxy demo-backend`.
+# `migproxy demo-backend`; `migproxy worker` is how the supervisor starts its workers.
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from migproxy import __version__
 from migproxy.config import Config, ConfigError, load_config
@@ -22,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the proxy")
     run.add_argument("--config", required=True, help="TOML configuration file")
     run.add_argument("--no-uvloop", action="store_true", help="use the stdlib asyncio loop")
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by the supervisor
+    worker.add_argument("--config", required=True)
+    worker.add_argument("--run-dir", required=True)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--no-uvloop", action="store_true")
     check = sub.add_parser("check", help="validate a configuration file (exit 0 or 1)")
     check.add_argument("--config", required=True, help="TOML configuration file")
     sub.add_parser("demo-backend", help="run the bundled demo backend", add_help=False)
@@ -29,10 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(config: Config) -> None:
+def _setup_logging(config: Config, process: str = "") -> None:
+    """Log lines to stderr; a worker's name its process, the supervisor's do not."""
     logging.basicConfig(
         level=getattr(logging, config.log.level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s: "
+        + (f"{process}: " if process else "")
+        + "%(message)s",
         stream=sys.stderr,
     )
 
@@ -57,14 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"{args.config}: ok")
         return 0
-    _setup_logging(config)
+    _setup_logging(config, f"worker {args.index}" if args.command == "worker" else "")
     from migproxy.lifecycle import serve
     from migproxy.upstream.resolver import ResolveError
 
     try:
+        if args.command == "run" and config.server.workers > 1:
+            from migproxy.supervisor import Supervisor
+
+            supervisor = Supervisor(config, args.config, args.no_uvloop)
+            return asyncio.run(supervisor.run())
+        port_file = None
+        if args.command == "worker":
+            port_file = Path(args.run_dir) / f"worker-{args.index}.port"
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(serve(config, config_path=args.config))
-    except (OSError, ResolveError) as err:
+            runner.run(serve(config, config_path=args.config, worker_port_file=port_file))
+    except (OSError, ResolveError, RuntimeError) as err:
         logging.getLogger("migproxy").error("cannot start: %s", err)
         return 1
     return 0

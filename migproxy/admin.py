@@ -28,7 +28,7 @@ def make_admin_app(
     ctx: ProxyContext, registry: CollectorRegistry, reloader: Reloader | None = None
 ) -> web.Application:
     """The admin application: GET /metrics, /healthz, /readyz, /config, /upstreams,
-    /migration; POST /reload, /migration/epoch."""
+    /migration; POST /reload, /migration/epoch, /flush."""
     app = web.Application()
     app[CTX] = ctx
     app[REGISTRY] = registry
@@ -41,6 +41,7 @@ def make_admin_app(
     app.router.add_get("/migration", migration)
     app.router.add_post("/migration/epoch", set_epoch)
     app.router.add_post("/reload", reload)
+    app.router.add_post("/flush", flush_metrics)
     return app
 
 
@@ -50,6 +51,15 @@ async def metrics(request: web.Request) -> web.Response:
         flush(ctx.stats, ctx.metrics)  # counts are exact at the moment of the scrape
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def flush_metrics(request: web.Request) -> web.Response:
+    """Move the counts into the metrics now: the supervisor's /metrics asks every worker
+    first, so that a scrape of several workers is as exact as one of a single process."""
+    ctx = request.app[CTX]
+    if ctx.metrics is not None:
+        flush(ctx.stats, ctx.metrics)
+    return web.Response(status=204)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -84,7 +94,7 @@ async def upstreams(request: web.Request) -> web.Response:
         "all_down": group.balancer.all_down,
         "addresses": group.describe(),
     }
-    return _json(data)
+    return json_response(data)
 
 
 async def config(request: web.Request) -> web.Response:
@@ -98,8 +108,11 @@ async def config(request: web.Request) -> web.Response:
 
 
 def _refused(request: web.Request) -> web.Response | None:
-    """401 unless the request carries the configured bearer token (if one is configured)."""
-    token = request.app[CTX].config.admin.token
+    return token_refusal(request.app[CTX].config.admin.token, request)
+
+
+def token_refusal(token: str, request: web.Request) -> web.Response | None:
+    """401 unless the request carries `token` as its bearer token (None: no token needed)."""
     if not token:
         return None
     given = request.headers.get("Authorization", "")
@@ -112,7 +125,7 @@ def _refused(request: web.Request) -> web.Response | None:
     )
 
 
-def _json(data: object, status: int = 200) -> web.Response:
+def json_response(data: object, status: int = 200) -> web.Response:
     return web.Response(
         status=status,
         text=json.dumps(data, indent=2) + "\n",
@@ -122,7 +135,7 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 async def migration(request: web.Request) -> web.Response:
     """The migration state: epoch, the ratio in force, budget and returning clients."""
-    return _json(request.app[CTX].migration_state())
+    return json_response(request.app[CTX].migration_state())
 
 
 async def set_epoch(request: web.Request) -> web.Response:
@@ -143,10 +156,12 @@ async def set_epoch(request: web.Request) -> web.Response:
                     raise ValueError("needs a UTC offset (Z or +hh:mm)")
                 at = moment.timestamp()
         except ValueError as err:
-            return _json({"error": f'epoch: expected an RFC 3339 time or "now": {err}'}, 400)
+            return json_response(
+                {"error": f'epoch: expected an RFC 3339 time or "now": {err}'}, 400
+            )
     ctx = request.app[CTX]
     ctx.set_epoch(at)
-    return _json(ctx.migration_state())
+    return json_response(ctx.migration_state())
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -156,9 +171,9 @@ async def reload(request: web.Request) -> web.Response:
         return refused
     reloader = request.app[RELOADER]
     if reloader is None:
-        return _json({"error": "this proxy was not started from a config file"}, 409)
+        return json_response({"error": "this proxy was not started from a config file"}, 409)
     applied, message = reloader.reload("POST /reload")
-    return _json({"reloaded": applied, "message": message}, 200 if applied else 400)
+    return json_response({"reloaded": applied, "message": message}, 200 if applied else 400)
 
 
 async def start_admin(

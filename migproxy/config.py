@@ -183,6 +183,11 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    workers: int = 1  # worker processes; the config's "auto" is one per CPU
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     address: Address | None = Address("127.0.0.1", 9105)  # None: no admin endpoint
     token: str = ""  # required as a bearer token by state-changing endpoints when set
@@ -205,6 +210,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     migration: MigrationConfig = MigrationConfig()
     drain: DrainConfig = DrainConfig()
+    server: ServerConfig = ServerConfig()
     source: str = "<config>"
 
 
@@ -496,6 +502,18 @@ def _epoch(value: object) -> Epoch:
     return Epoch(moment.timestamp(), value)
 
 
+def _workers(value: object) -> int:
+    if value == "auto":
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    if _is_int(value) and 1 <= value <= 256:
+        return value
+    raise _wrong('an integer between 1 and 256, or "auto" (one per CPU)', value)
+
+
 def _dns_name_or_empty(value: object) -> str:
     if isinstance(value, str) and (value == "" or _HOSTNAME.fullmatch(value)):
         return value
@@ -608,6 +626,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         },
         _check_migration,
     ),
+    "server": (ServerConfig, {"workers": _workers}, None),
     "drain": (
         DrainConfig,
         {"delay": _non_negative, "idle_grace": _non_negative, "timeout": _positive},

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 
 from migproxy.config import Config, ConfigError, load_config
 from migproxy.proxy import ProxyContext
@@ -23,7 +24,7 @@ from migproxy.proxy import ProxyContext
 log = logging.getLogger("migproxy")
 
 # Settings applied at start only, by section; in [upstream] every key but these.
-RESTART_SECTIONS = ("listen", "admin", "metrics")
+RESTART_SECTIONS = ("listen", "admin", "metrics", "server")
 RELOADABLE_UPSTREAM_KEYS = frozenset(
     {"connect_timeout", "response_timeout", "max_age", "tcp_keepalive"}
 )
@@ -48,9 +49,15 @@ def restart_needed(old: Config, new: Config) -> str | None:
 class Reloader:
     """Loads the config file again on request and applies it to the running proxy."""
 
-    def __init__(self, path: str | os.PathLike[str], ctx: ProxyContext) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        ctx: ProxyContext,
+        adjust: Callable[[Config], Config] | None = None,
+    ) -> None:
         self.path = os.fspath(path)
         self.ctx = ctx
+        self.adjust = adjust  # what this process changes in a loaded config (a worker's admin)
         self.last_error = ""  # why the last reload was refused ("" after a success)
         self._loaded = _read(self.path)  # the file's content when it was last loaded
 
@@ -60,6 +67,8 @@ class Reloader:
         ctx = self.ctx
         try:
             new = load_config(self.path)
+            if self.adjust is not None:
+                new = self.adjust(new)
             key = restart_needed(ctx.config, new)
             if key is not None:
                 raise ConfigError(

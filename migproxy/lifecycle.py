@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
-from migproxy.config import Config
+from migproxy.config import Address, Config
 from migproxy.control import Reloader
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.proxy import ProxyContext
@@ -42,6 +44,7 @@ async def bind_listeners(
     config: Config,
     loop: asyncio.AbstractEventLoop,
     factory: Callable[[], asyncio.BaseProtocol],
+    shared: bool = False,
 ) -> list[asyncio.Server]:
     """The listening sockets of this worker: `listen.accept_queues` of them on one address.
 
@@ -50,15 +53,18 @@ async def bind_listeners(
     for many iterations. Several sockets sharing the address through SO_REUSEPORT, with the
     kernel spreading connections over them, accept that many per iteration.
 
+    `shared`: this is one worker of several, which share the address (the supervisor checked
+    that it was free before starting them).
+
     Raises:
         OSError: the address is taken, by any process, or cannot be bound.
     """
     listen = config.listen
     queues = listen.accept_queues
-    if queues > 1:
+    if queues > 1 and not shared:
         # SO_REUSEPORT would let us bind beside a running instance of ourselves; refuse, as
         # a plain bind would.
-        _check_address_free(listen.address.host, listen.address.port)
+        check_address_free(listen.address.host, listen.address.port)
     servers = [
         await loop.create_server(
             factory,
@@ -66,7 +72,7 @@ async def bind_listeners(
             listen.address.port,
             backlog=listen.backlog,
             reuse_address=True,
-            reuse_port=queues > 1,
+            reuse_port=queues > 1 or shared,
         )
         for _ in range(queues)
     ]
@@ -77,7 +83,8 @@ async def bind_listeners(
     return servers
 
 
-def _check_address_free(host: str, port: int) -> None:
+def check_address_free(host: str, port: int) -> None:
+    """Raise OSError if host:port cannot be bound (taken by any process)."""
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
@@ -104,28 +111,46 @@ def metrics_for_this_process(config: Config) -> tuple[CollectorRegistry, Metrics
     return registry, metrics
 
 
+def as_worker(config: Config) -> Config:
+    """The config of a worker process: its admin endpoint, for the supervisor only, is on a
+    loopback port of its own choosing."""
+    admin = dataclasses.replace(config.admin, address=Address("127.0.0.1", 0))
+    return dataclasses.replace(config, admin=admin)
+
+
 async def serve(
     config: Config,
     ready: Callable[[ProxyContext], None] | None = None,
     config_path: str | None = None,
+    worker_port_file: Path | None = None,
 ) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return.
 
-    With `config_path`, SIGHUP, a change of that file and POST /reload reload it.
+    With `config_path`, SIGHUP, a change of that file and POST /reload reload it. With
+    `worker_port_file`, this is a worker under a supervisor (migproxy/supervisor.py): it shares
+    the listening address, and writes its admin port to that file once it serves.
     """
+    worker = worker_port_file is not None
+    if worker:
+        config = as_worker(config)
     loop = asyncio.get_running_loop()
     registry, metrics = metrics_for_this_process(config)
     ctx = ProxyContext(config, loop, metrics=metrics)
     await ctx.upstreams.start()
     listen = config.listen.address
-    servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx))
+    servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx), shared=worker)
     ctx.serving = True
-    reloader = Reloader(config_path, ctx) if config_path is not None else None
+    reloader = None
+    if config_path is not None:
+        reloader = Reloader(config_path, ctx, as_worker if worker else None)
     admin = await start_admin(ctx, registry, reloader)
     if admin is not None:
-        log.info(
-            "admin endpoint on http://%s/ (metrics, healthz, readyz, config)", config.admin.address
-        )
+        host, port = admin.addresses[0][:2]
+        log.info("admin endpoint on http://%s/", Address(host, port))
+        if worker_port_file is not None:
+            staged = worker_port_file.with_suffix(".tmp")
+            staged.write_text(str(port))
+            staged.rename(worker_port_file)  # the supervisor never reads a half-written file
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,

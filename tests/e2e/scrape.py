@@ -1,6 +1,7 @@
-# Reading a proxy's admin endpoint from the tests: /metrics samples and plain fetches.
+# A proxy's admin endpoint from the tests: /metrics samples, plain fetches, POST requests.
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -43,3 +44,14 @@ def wait_for(admin_url: str, name: str, expected: float, **labels: str) -> float
         if got >= expected or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
+
+
+def post(url: str, body: bytes = b"", token: str = "") -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=SCRAPE_TIMEOUT) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        text = err.read()
+        return err.code, json.loads(text) if text.startswith(b"{") else {"text": text.decode()}

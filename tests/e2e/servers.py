@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,15 @@ def render_config(sections: dict[str, dict[str, object]]) -> str:
     for name, keys in sections.items():
         table(name, keys)
     return "\n".join(out) + "\n"
+
+
+def rewrite(proxy: Proxy, **sections: dict[str, object]) -> None:
+    """Change keys of the proxy's config file (sections merge into what is there)."""
+    assert proxy.config_path is not None
+    config = tomllib.loads(proxy.config_path.read_text())
+    for name, keys in sections.items():
+        config.setdefault(name, {}).update(keys)
+    proxy.config_path.write_text(render_config(config))
 
 
 @dataclass

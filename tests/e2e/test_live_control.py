@@ -9,16 +9,14 @@ import signal
 import socket
 import threading
 import time
-import tomllib
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from tests.e2e.rawclient import RawClient
-from tests.e2e.scrape import fetch, samples, value
-from tests.e2e.servers import Proxy, ScriptedUpstream, render_config, run_proxy
+from tests.e2e.scrape import fetch, post, samples, value
+from tests.e2e.servers import Proxy, ScriptedUpstream, rewrite, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 WAIT_LIMIT = 10.0
@@ -36,26 +34,6 @@ def proxy_with(**close: object) -> Iterator[Proxy]:
         run_proxy(upstream.port, close={**FAST_CLOSE, **close}) as proxy,
     ):
         yield proxy
-
-
-def post(url: str, body: bytes = b"", token: str = "") -> tuple[int, dict[str, object]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=WAIT_LIMIT) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        text = err.read()
-        return err.code, json.loads(text) if text.startswith(b"{") else {"text": text.decode()}
-
-
-def rewrite(proxy: Proxy, **sections: dict[str, object]) -> None:
-    """Change keys of the proxy's config file (sections merge into what is there)."""
-    assert proxy.config_path is not None
-    config = tomllib.loads(proxy.config_path.read_text())
-    for name, keys in sections.items():
-        config.setdefault(name, {}).update(keys)
-    proxy.config_path.write_text(render_config(config))
 
 
 def metric(proxy: Proxy, name: str, **labels: str) -> float:

@@ -1,0 +1,275 @@
+# The supervisor of `[server] workers = N` (N > 1): N worker processes share the listening
+# address (SO_REUSEPORT, the kernel spreads connections over them), each a whole proxy with its
+# own event loop; this process starts them, restarts one that dies, passes signals and admin
+# requests on to all of them, and serves the admin endpoint for the whole proxy.
+#
+# Rules:
+# - Workers are `python -m migproxy worker`: they load the same config file, watch it for
+#   changes themselves, and serve an internal admin endpoint on a loopback port they choose
+#   and write to the run directory. The supervisor reaches them only through signals and
+#   those endpoints, so a worker is exactly the single-process proxy, tested as such.
+# - Metrics use prometheus-client's multiprocess mode: every worker writes its series to
+#   files in one directory, and the supervisor's /metrics adds them up. A dead worker's
+#   files are marked dead (its gauges drop out; its counters keep counting).
+# - SIGHUP is passed on (each worker reloads); SIGTERM/SIGINT start a drain in every worker,
+#   and the supervisor exits when all have; a second signal is passed on too (exit at once).
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from migproxy.admin import json_response, token_refusal
+from migproxy.config import Config, ConfigError, load_config
+from migproxy.control import restart_needed
+from migproxy.lifecycle import check_address_free
+
+log = logging.getLogger("migproxy")
+
+RESTART_DELAY = 1.0  # seconds before a dead worker is started again
+WORKER_START_TIMEOUT = 30.0
+FORWARD_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    admin_port: int = 0
+    restarts: int = 0
+
+
+class Supervisor:
+    """Runs the workers of one proxy."""
+
+    def __init__(self, config: Config, config_path: str, no_uvloop: bool) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.no_uvloop = no_uvloop
+        self.run_dir = Path(tempfile.mkdtemp(prefix="migproxy-"))
+        self.metrics_dir = self.run_dir / "metrics"
+        self.metrics_dir.mkdir()
+        self.workers = [Worker(i) for i in range(config.server.workers)]
+        self.stopping = False
+        self._signals = 0
+
+    async def run(self) -> int:
+        """Start the workers and supervise them until a signal drains them; the exit code."""
+        loop = asyncio.get_running_loop()
+        address = self.config.listen.address
+        check_address_free(address.host, address.port)  # fail here, not in every worker
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
+        admin = None
+        try:
+            await asyncio.gather(*(self._start(worker) for worker in self.workers))
+            admin = await self._start_admin()
+            log.info(
+                "supervisor: %d workers on %s (pids %s)",
+                len(self.workers),
+                address,
+                ", ".join(str(w.process.pid) for w in self.workers if w.process),
+            )
+            await asyncio.gather(*(self._watch(worker) for worker in self.workers))
+        finally:
+            if admin is not None:
+                await admin.cleanup()
+            for worker in self.workers:
+                if worker.process is not None and worker.process.returncode is None:
+                    worker.process.kill()
+                    await worker.process.wait()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return 0
+
+    # Workers
+
+    async def _start(self, worker: Worker) -> None:
+        port_file = self.run_dir / f"worker-{worker.index}.port"
+        port_file.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "migproxy", "worker", "--config", self.config_path]
+        command += ["--run-dir", str(self.run_dir), "--index", str(worker.index)]
+        if self.no_uvloop:
+            command.append("--no-uvloop")
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        worker.process = await asyncio.create_subprocess_exec(*command, env=env)
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while not port_file.exists():
+            if worker.process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {worker.index} did not start")
+            await asyncio.sleep(0.05)
+        worker.admin_port = int(port_file.read_text())
+
+    async def _watch(self, worker: Worker) -> None:
+        """Wait for the worker to exit; start it again unless the proxy is stopping."""
+        while True:
+            assert worker.process is not None
+            code = await worker.process.wait()
+            mark_process_dead(worker.process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+            if self.stopping:
+                return
+            worker.restarts += 1
+            log.error(
+                "worker %d (pid %d) exited with %d; starting it again",
+                worker.index,
+                worker.process.pid,
+                code,
+            )
+            await asyncio.sleep(RESTART_DELAY)
+            try:
+                await self._start(worker)
+            except (OSError, RuntimeError) as err:
+                log.error("worker %d: %s", worker.index, err)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        self.stopping = True
+        if self._signals == 1:
+            log.info("supervisor: draining %d workers", len(self.workers))
+        self._forward(sig)
+
+    def _forward(self, sig: signal.Signals) -> None:
+        for worker in self.workers:
+            if worker.process is not None and worker.process.returncode is None:
+                worker.process.send_signal(sig)
+
+    # Admin endpoint of the whole proxy
+
+    async def _start_admin(self) -> web.AppRunner | None:
+        address = self.config.admin.address
+        if address is None:
+            return None
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/workers", self._workers)
+        for path in ("/config", "/upstreams", "/migration"):
+            app.router.add_get(path, self._from_first_worker)
+        app.router.add_post("/reload", self._reload)
+        app.router.add_post("/migration/epoch", self._epoch)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, address.host, address.port).start()
+        return runner
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        await self._each("POST", "/flush")  # every worker's counts, up to this moment
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Ready when every worker is."""
+        if self.stopping:
+            return web.Response(status=503, text="draining\n")
+        answers = await self._each("GET", "/readyz")
+        for index, (status, text) in enumerate(answers):
+            if status != 200:
+                return web.Response(status=503, text=f"worker {index}: {text.strip()}\n")
+        return web.Response(text="ready\n")
+
+    async def _workers(self, request: web.Request) -> web.Response:
+        data = [
+            {
+                "index": w.index,
+                "pid": w.process.pid if w.process else None,
+                "alive": w.process is not None and w.process.returncode is None,
+                "restarts": w.restarts,
+            }
+            for w in self.workers
+        ]
+        return json_response(data)
+
+    async def _from_first_worker(self, request: web.Request) -> web.Response:
+        status, text = (await self._each("GET", request.path, first_only=True))[0]
+        return web.Response(status=status, text=text, content_type="application/json")
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        """Check the file here, then have every worker reload it."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            new = load_config(self.config_path)
+            key = restart_needed(self.config, new)
+            if key is not None:
+                raise ConfigError(
+                    self.config_path,
+                    key,
+                    "changed; a restart is needed to apply it (nothing changed)",
+                )
+        except ConfigError as err:
+            log.error("reload (POST /reload) refused: %s", err)
+            return json_response({"reloaded": False, "message": str(err)}, 400)
+        answers = await self._each("POST", "/reload", headers=_auth(request))
+        failed = [text for status, text in answers if status != 200]
+        status = 200 if not failed else 502
+        return json_response(
+            {"reloaded": not failed, "workers": [json.loads(t) for _, t in answers]}, status
+        )
+
+    async def _epoch(self, request: web.Request) -> web.Response:
+        """One epoch for every worker: "now" is fixed here, once."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        body = await request.read()
+        if not body.strip():
+            body = json.dumps({"epoch": _rfc3339(time.time())}).encode()
+        answers = await self._each("POST", "/migration/epoch", data=body, headers=_auth(request))
+        status = max(status for status, _ in answers)
+        return web.Response(status=status, text=answers[0][1], content_type="application/json")
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        return token_refusal(self.config.admin.token, request)
+
+    async def _each(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        first_only: bool = False,
+    ) -> list[tuple[int, str]]:
+        """Send one request to every worker's internal admin endpoint: (status, body) each."""
+        workers = self.workers[:1] if first_only else self.workers
+        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def one(worker: Worker) -> tuple[int, str]:
+                url = f"http://127.0.0.1:{worker.admin_port}{path}"
+                try:
+                    async with session.request(method, url, data=data, headers=headers) as resp:
+                        return resp.status, await resp.text()
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    return 503, json.dumps({"error": f"worker {worker.index}: {err}"})
+
+            return list(await asyncio.gather(*(one(w) for w in workers)))
+
+
+def _auth(request: web.Request) -> dict[str, str]:
+    value = request.headers.get("Authorization")
+    return {"Authorization": value} if value else {}
+
+
+def _rfc3339(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix)) + f".{int(unix % 1 * 1e6):06d}Z"
