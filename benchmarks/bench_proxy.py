@@ -7,6 +7,8 @@ All three targets serve the same nginx backend, started by this script:
   sides, ``Connection: close`` injected into 10% of responses via
   ``http-after-response set-header Connection close if { rand(100) lt 10 }``.
 * ``migproxy`` -- ``migproxy run --config FILE`` with ``[close] ratio = 0.1``, one worker.
+* ``migproxy2`` -- the same with ``[server] workers = 2``, on both CPUs (not in the default
+  target list: on a two-CPU machine its second worker competes with nginx and wrk).
 
 The proxy under test is pinned to CPU 0; nginx and wrk are pinned to CPU 1 (no pinning when the
 machine has fewer than two CPUs). For each connection count every target gets a short warm-up,
@@ -22,11 +24,11 @@ Usage (from the repository root, as root so nginx/HAProxy may be started freely)
     .venv/bin/python benchmarks/bench_proxy.py --duration 3 --rounds 1 --targets direct,haproxy
 
 Options: ``--duration`` seconds per wrk run (10), ``--rounds`` (3), ``--connections`` comma list
-(50,1000), ``--targets`` comma list out of direct,haproxy,migproxy (all), ``--warmup`` seconds
-per target and connection count (2), ``--pause`` seconds between runs (1), ``--out`` markdown
-file (benchmarks/results/latest.md). The markdown table is printed to stdout and written to
-``--out``. The exit status is 1 when a target failed to start or died during the benchmark; the
-other targets are still measured.
+(50,1000), ``--targets`` comma list out of direct,haproxy,migproxy,migproxy2 (default: the
+first three), ``--warmup`` seconds per target and connection count (2), ``--pause``
+seconds between runs (1), ``--out`` markdown file (benchmarks/results/latest.md). The
+markdown table is printed to stdout and written to ``--out``. The exit status is 1 when a
+target failed to start or died during the benchmark; the other targets are still measured.
 
 Requires ``wrk``, ``nginx``, ``/usr/sbin/haproxy`` and ``taskset`` on PATH. Every process the
 script starts is stopped again (SIGTERM, then SIGKILL after a timeout), also on Ctrl-C/SIGTERM,
@@ -58,7 +60,8 @@ from types import FrameType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_BIN = "/usr/sbin/haproxy"
-ALL_TARGETS = ("direct", "haproxy", "migproxy")
+ALL_TARGETS = ("direct", "haproxy", "migproxy", "migproxy2")
+DEFAULT_TARGETS = ("direct", "haproxy", "migproxy")
 PROXY_CPU = "0"
 CLIENT_CPU = "1"
 START_TIMEOUT_S = 10.0
@@ -195,7 +198,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
     p.add_argument("--connections", type=_csv_ints, default=[50, 1000], help="e.g. 50,1000")
-    p.add_argument("--targets", type=_csv_targets, default=list(ALL_TARGETS))
+    p.add_argument("--targets", type=_csv_targets, default=list(DEFAULT_TARGETS))
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds (0 disables)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks/results/latest.md")
@@ -324,7 +327,7 @@ def wait_until_listening(mp: ManagedProcess, port: int, timeout: float = START_T
 def launch(
     stack: contextlib.ExitStack, name: str, argv: list[str], port: int, bench: Bench
 ) -> ManagedProcess:
-    cwd = REPO_ROOT if name == "migproxy" else None
+    cwd = REPO_ROOT if name.startswith("migproxy") else None
     mp = start_process(name, argv, bench.workdir, cwd=cwd)
     stack.callback(stop_process, mp)
     wait_until_listening(mp, port)
@@ -393,7 +396,9 @@ backend be
 """
 
 
-def migproxy_config(port: int, backend_port: int) -> str:
+def migproxy_config(port: int, backend_port: int, workers: int) -> str:
+    # wrk's connections all come from 127.0.0.1: the returning-client back-off would take them
+    # for one client and hold its closes back, so it is off to close as many as HAProxy does.
     return f"""[listen]
 address = "127.0.0.1:{port}"
 
@@ -403,6 +408,13 @@ address = "127.0.0.1:{backend_port}"
 [close]
 ratio = {CLOSE_RATIO}
 seed = 1
+returning_window = 0
+
+[admin]
+address = ""
+
+[server]
+workers = {workers}
 """
 
 
@@ -438,13 +450,17 @@ def start_haproxy(stack: contextlib.ExitStack, bench: Bench, nofile: int) -> Tar
     return Target(name="haproxy", port=port, proxy=mp)
 
 
-def start_migproxy(stack: contextlib.ExitStack, bench: Bench) -> Target:
+def start_migproxy(stack: contextlib.ExitStack, bench: Bench, name: str) -> Target:
+    """`migproxy`: one worker on the proxy CPU; `migproxy2`: two workers on both CPUs (on a
+    two-CPU machine the second shares its CPU with nginx and wrk)."""
+    workers = 2 if name == "migproxy2" else 1
     port = free_port()
-    conf = bench.workdir / "migproxy.toml"
-    conf.write_text(migproxy_config(port, bench.backend_port))
-    argv = pinned(PROXY_CPU, migproxy_command(conf), bench.pin)
-    mp = launch(stack, "migproxy", argv, port, bench)
-    return Target(name="migproxy", port=port, proxy=mp)
+    conf = bench.workdir / f"{name}.toml"
+    conf.write_text(migproxy_config(port, bench.backend_port, workers))
+    cpus = PROXY_CPU if workers == 1 else f"{PROXY_CPU},{CLIENT_CPU}"
+    argv = pinned(cpus, migproxy_command(conf), bench.pin)
+    mp = launch(stack, name, argv, port, bench)
+    return Target(name=name, port=port, proxy=mp)
 
 
 def start_target(stack: contextlib.ExitStack, bench: Bench, name: str, nofile: int) -> Target:
@@ -453,7 +469,7 @@ def start_target(stack: contextlib.ExitStack, bench: Bench, name: str, nofile: i
             return Target(name="direct", port=bench.backend_port, proxy=None)
         if name == "haproxy":
             return start_haproxy(stack, bench, nofile)
-        return start_migproxy(stack, bench)
+        return start_migproxy(stack, bench, name)
     except (BenchError, OSError) as exc:
         log(f"ERROR: target {name} failed to start: {exc}")
         return Target(name=name, port=0, proxy=None, failure=f"failed to start: {exc}")
@@ -728,6 +744,13 @@ def ratio_rows(bench: Bench) -> list[str]:
         rps = _ratio(mig.rps_median if mig else None, hap.rps_median if hap else None)
         cpu = _ratio(hap.proxy_cpu_median if hap else None, mig.proxy_cpu_median if mig else None)
         rows.append(f"| {connections} | {rps} | {cpu} |")
+    if "migproxy2" in bench.opts.targets:
+        rows += ["", "| conns | migproxy 2 workers / 1 worker rps |", "|---:|---:|"]
+        for connections in bench.opts.connections:
+            one = summarize(bench.results, "migproxy", connections)
+            two = summarize(bench.results, "migproxy2", connections)
+            ratio = _ratio(two.rps_median if two else None, one.rps_median if one else None)
+            rows.append(f"| {connections} | {ratio} |")
     return rows
 
 
