@@ -4,11 +4,17 @@
 # Rules: it serves UDP and TCP on one address and port; it answers A and AAAA from the records
 # set by its owner and nothing else (no zones, no SOA, no recursion); a packet it cannot parse
 # is dropped, so no input crashes it. It is not on the proxy's data path.
+#
+# A name is either plain (set_records: every address of the asked family, each time) or
+# weighted (set_weighted: one address per query, drawn by weight, as a GSLB answers), so the
+# migration watcher and the lab see the answer share move when the weights do.
 from __future__ import annotations
 
 import asyncio
 import errno
 import ipaddress
+import math
+import random
 import struct
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -35,8 +41,7 @@ BIND_ATTEMPTS = 20
 
 @dataclass(frozen=True, slots=True)
 class _Addresses:
-    """The records of one name. The lab's weighted answers will be another entry kind with
-    the same `select` method, choosing per query."""
+    """The records of one name, all of them in every answer."""
 
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
@@ -51,8 +56,40 @@ class _Addresses:
         return ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Weighted:
+    """The records of a GSLB-style name: each query gets one address of its family, drawn at
+    random by weight (only addresses of positive weight are kept)."""
+
+    ipv4: tuple[tuple[str, ...], tuple[float, ...]]  # addresses and their weights
+    ipv6: tuple[tuple[str, ...], tuple[float, ...]]
+    ttl: int
+    rng: random.Random
+
+    def select(self, rdtype: dns.rdatatype.RdataType) -> tuple[str, ...]:
+        """One address drawn for a query of `rdtype` (none: a NODATA answer, as when every
+        address of that family has weight 0)."""
+        if rdtype == dns.rdatatype.A:
+            addresses, weights = self.ipv4
+        elif rdtype == dns.rdatatype.AAAA:
+            addresses, weights = self.ipv6
+        else:
+            return ()
+        if not addresses:
+            return ()
+        return tuple(self.rng.choices(addresses, weights))
+
+
+def _by_weight(
+    weights: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, float]], version: int
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    kept = [(str(ip), weight) for ip, weight in weights if ip.version == version and weight > 0]
+    return tuple(address for address, _ in kept), tuple(weight for _, weight in kept)
+
+
 class DnsServer:
-    """An authoritative server for the names given to `set_records`, on UDP and TCP.
+    """An authoritative server for the names given to `set_records` or `set_weighted`, on
+    UDP and TCP.
 
     Attributes:
         port: the port both transports listen on (chosen by `start` when 0 was given).
@@ -67,13 +104,14 @@ class DnsServer:
         self.port = port
         self.queries = 0
         self._mode: Mode = "answer"
-        self._names: dict[dns.name.Name, _Addresses] = {}
+        self._names: dict[dns.name.Name, _Addresses | _Weighted] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._streams: set[asyncio.Transport] = set()
 
     def set_records(self, name: str, addresses: list[str], ttl: int) -> None:
-        """Answer A queries for `name` with its IPv4 addresses, AAAA with its IPv6 ones.
+        """Answer A queries for `name` with its IPv4 addresses, AAAA with its IPv6 ones (all
+        of them, in every answer); replaces any records of `name`.
 
         Raises:
             ValueError: an address is not an IP address, or `ttl` is negative.
@@ -86,6 +124,42 @@ class DnsServer:
             ipv4=tuple(str(ip) for ip in parsed if ip.version == 4),
             ipv6=tuple(str(ip) for ip in parsed if ip.version == 6),
             ttl=ttl,
+        )
+
+    def set_weighted(
+        self,
+        name: str,
+        weights: dict[str, float],
+        ttl: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Answer each A (AAAA) query for `name` with ONE of its IPv4 (IPv6) addresses, drawn
+        at random in proportion to its weight, as a GSLB does; replaces any records of `name`.
+
+        Args:
+            name: the domain name.
+            weights: weight of each address, >= 0; 0 means never (a family whose weights are
+                all 0 gets NODATA answers). Only the ratios matter: {a: 3, b: 1} is 75/25.
+            ttl: the TTL of every answer, in seconds.
+            rng: the random source of the draws (seed one for a reproducible sequence).
+
+        Raises:
+            ValueError: an address is not an IP address, a weight is negative or not finite,
+                or `ttl` is negative.
+            dns.exception.DNSException: `name` is not a valid domain name.
+        """
+        if ttl < 0:
+            raise ValueError(f"ttl must be >= 0, not {ttl}")
+        parsed = []
+        for address, weight in weights.items():
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"weight of {address} must be a finite number >= 0, not {weight}")
+            parsed.append((ipaddress.ip_address(address), weight))
+        self._names[dns.name.from_text(name)] = _Weighted(
+            ipv4=_by_weight(parsed, 4),
+            ipv6=_by_weight(parsed, 6),
+            ttl=ttl,
+            rng=rng if rng is not None else random.Random(),
         )
 
     def set_mode(self, mode: Mode) -> None:

@@ -20,6 +20,7 @@ from migproxy.admin import start_admin
 from migproxy.config import Address, Config
 from migproxy.control import Reloader
 from migproxy.metrics import Metrics, build_metrics
+from migproxy.migration import EpochWatcher
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
 from migproxy.sockopts import apply_tcp_keepalive
@@ -140,6 +141,8 @@ async def serve(
     listen = config.listen.address
     servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx), shared=worker)
     ctx.serving = True
+    watcher = EpochWatcher(ctx)  # idles while [migration] watch_name is ""
+    watcher.start()
     reloader = None
     if config_path is not None:
         reloader = Reloader(config_path, ctx, as_worker if worker else None)
@@ -188,6 +191,7 @@ async def serve(
             server.close()
         if admin is not None:
             await admin.cleanup()
+        await watcher.stop()
         await ctx.upstreams.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

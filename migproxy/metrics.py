@@ -23,6 +23,7 @@ from migproxy.stats import (
     STATUS_CLASSES,
     UPSTREAM_SECONDS_BUCKETS,
     BucketCounts,
+    DnsSample,
     HealthCheck,
     Resolution,
     Stats,
@@ -72,6 +73,8 @@ class Metrics:
     upstream_all_down: Gauge
     returning_reconnects: Counter
     migration_epoch: Gauge  # set once migration epochs exist (#5); 0 = none
+    migration_dns_share: Gauge
+    migration_dns_samples: dict[DnsSample, Counter]
     reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
     last_reload_success: Gauge
 
@@ -244,6 +247,21 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         namespace=NAMESPACE,
         registry=registry,
     )
+    dns_share = Gauge(
+        "migration_dns_share",
+        "Share of the watched name's DNS answers that point at this VIP, last sample.",
+        ["vip"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    dns_samples = Counter(
+        "migration_dns_samples",
+        "Samples of the watched name's DNS answers, by result.",
+        ["vip", "result"],
+        namespace=NAMESPACE,
+        registry=registry,
+    )
     reloads = Counter(
         "config_reloads",
         "Configuration reloads, by result.",
@@ -283,6 +301,8 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             all_down,
             returning,
             epoch,
+            dns_share,
+            dns_samples,
             reloads,
             last_reload,
         ),
@@ -314,6 +334,8 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         upstream_all_down=all_down.labels(vip),
         returning_reconnects=returning.labels(vip),
         migration_epoch=epoch.labels(vip),
+        migration_dns_share=dns_share.labels(vip),
+        migration_dns_samples={r: dns_samples.labels(vip, r.value) for r in DnsSample},
         reloads={result: reloads.labels(vip, result) for result in ("ok", "error")},
         last_reload_success=last_reload.labels(vip),
     )
@@ -352,6 +374,8 @@ def flush(stats: Stats, metrics: Metrics) -> None:
     metrics.upstream_addresses[0].set(stats.addresses_healthy)
     metrics.upstream_addresses[1].set(stats.addresses_ejected)
     metrics.upstream_all_down.set(stats.all_down)
+    _flush_map(stats.dns_samples, metrics.migration_dns_samples)
+    metrics.migration_dns_share.set(stats.dns_share)
 
 
 def _flush_histogram(observed: BucketCounts, histogram: Histogram) -> None:

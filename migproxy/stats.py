@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from bisect import bisect_left
 
 from migproxy.policy.close import CloseReason
@@ -54,6 +55,13 @@ class Resolution(enum.Enum):
     OK = "ok"  # a fresh answer
     ERROR = "error"  # the lookup failed (timeout, SERVFAIL, NXDOMAIN, no address)
     STALE_SERVED = "stale_served"  # it failed and the last good answer stays in use
+
+
+class DnsSample(enum.Enum):
+    """Outcome of one sample of the watched name's DNS answers (metric label values)."""
+
+    OK = "ok"  # enough queries answered to measure the share
+    ERROR = "error"  # they timed out or failed (SERVFAIL, NXDOMAIN, no address)
 
 
 class HealthCheck(enum.Enum):
@@ -105,6 +113,8 @@ class Stats:
         "all_down",
         "active",
         "active_stale",
+        "dns_samples",
+        "dns_share",
     )
 
     def __init__(self) -> None:
@@ -134,6 +144,10 @@ class Stats:
         self.all_down = 0
         self.active = 0  # client connections open now (a gauge, never reset)
         self.active_stale = 0  # of which opened before the epoch (set by each sweep)
+        self.dns_samples: dict[DnsSample, int] = {}  # samples of the migration watch
+        # A gauge set by the migration watch: the share of the watched name's answers that
+        # point at this VIP in its last sample; NaN while nothing is watched or measured.
+        self.dns_share = math.nan
 
     def count_response(self, stale: bool, reused: bool, status: int) -> None:
         index = status // 100 - 1
@@ -167,3 +181,6 @@ class Stats:
 
     def count_health_check(self, result: HealthCheck) -> None:
         self.health_checks[result] = self.health_checks.get(result, 0) + 1
+
+    def count_dns_sample(self, result: DnsSample) -> None:
+        self.dns_samples[result] = self.dns_samples.get(result, 0) + 1
