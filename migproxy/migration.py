@@ -27,15 +27,20 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-
 from migproxy.config import Address, MigrationConfig
 from migproxy.proxy import ProxyContext
 from migproxy.stats import DnsSample
-from migproxy.upstream.resolver import Answer, LookupFailed, describe
+from migproxy.upstream.resolver import (
+    AAAA,
+    A,
+    Answer,
+    DNSException,
+    LookupFailed,
+    RdataType,
+    describe,
+    new_resolver,
+    query,
+)
 
 log = logging.getLogger("migproxy")
 
@@ -185,15 +190,11 @@ def observe(baseline: Baseline | None, sample: Sample, share_change: float) -> S
     return Step(dataclasses.replace(baseline, pending=sample, direction=direction))
 
 
-def query_types(vip_addresses: Iterable[str]) -> tuple[dns.rdatatype.RdataType, ...]:
+def query_types(vip_addresses: Iterable[str]) -> tuple[RdataType, ...]:
     """The record types to ask: A for an IPv4 VIP, AAAA for an IPv6 one, both alternately
     for a dual-stack VIP (an answer of a family the VIP lacks never points at it)."""
     versions = {ipaddress.ip_address(address).version for address in vip_addresses}
-    return tuple(
-        rdtype
-        for version, rdtype in ((4, dns.rdatatype.A), (6, dns.rdatatype.AAAA))
-        if version in versions
-    )
+    return tuple(rdtype for version, rdtype in ((4, A), (6, AAAA)) if version in versions)
 
 
 # The I/O
@@ -282,17 +283,19 @@ class EpochWatcher:
             LookupFailed: no resolver (no name server in /etc/resolv.conf).
         """
         try:
-            resolver = _resolver(migration)
-        except dns.exception.DNSException as err:
+            timeout = min(QUERY_TIMEOUT, migration.sample_interval)
+            resolver = new_resolver(migration.nameservers, timeout)
+        except DNSException as err:
             raise LookupFailed(describe(err)) from None
         types = query_types(migration.vip_addresses)
         limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)
+        search = not migration.nameservers
 
-        async def one(rdtype: dns.rdatatype.RdataType) -> Answer | BaseException:
+        async def one(rdtype: RdataType) -> Answer | BaseException:
             async with limit:
                 try:
-                    return await _ask(resolver, migration, rdtype)
-                except (dns.exception.DNSException, OSError) as err:
+                    return await query(resolver, migration.watch_name, rdtype, search=search)
+                except (DNSException, OSError) as err:
                     return err
 
         queries = (one(types[index % len(types)]) for index in range(migration.samples))
@@ -339,49 +342,6 @@ class EpochWatcher:
                 name,
                 reason,
             )
-
-
-def _resolver(migration: MigrationConfig) -> dns.asyncresolver.Resolver:
-    """A resolver for one sample: without a cache (dnspython's default, made explicit), on
-    the configured name servers or those of /etc/resolv.conf (read again at each sample).
-
-    Raises:
-        dns.resolver.NoResolverConfiguration: no name server in /etc/resolv.conf.
-    """
-    resolver = dns.asyncresolver.Resolver(configure=not migration.nameservers)
-    if migration.nameservers:
-        resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(server.host, server.port)
-            for server in migration.nameservers
-        ]
-    resolver.cache = None
-    resolver.lifetime = min(QUERY_TIMEOUT, migration.sample_interval)
-    resolver.timeout = resolver.lifetime / 2  # one retransmission, as in upstream/resolver.py
-    return resolver
-
-
-async def _ask(
-    resolver: dns.asyncresolver.Resolver,
-    migration: MigrationConfig,
-    rdtype: dns.rdatatype.RdataType,
-) -> Answer:
-    """One query: the answer's addresses and TTL (none and inf for NODATA).
-
-    Raises:
-        dns.exception.DNSException: it failed (timeout, SERVFAIL, NXDOMAIN...).
-    """
-    answer = await resolver.resolve(
-        migration.watch_name,
-        rdtype,
-        # the search list of /etc/resolv.conf for the system's name servers only, as in
-        # upstream/resolver.py
-        search=not migration.nameservers,
-        raise_on_no_answer=False,
-    )
-    if answer.rrset is None:
-        return (), math.inf
-    # the shortest TTL along a CNAME chain: how long a client may cache this answer
-    return tuple(str(rdata) for rdata in answer.rrset), answer.chaining_result.minimum_ttl
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

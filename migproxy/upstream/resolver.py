@@ -1,6 +1,7 @@
-# Resolution of the upstream name, following DNS (#4): the only module of the proxy that
-# imports dnspython (migproxy/dnsserver.py, the name server of the tests and the lab, is the
-# other user).
+# Resolution of the upstream name, following DNS (#4), and the dnspython adapter of the whole
+# proxy: the only module of it that imports dnspython (migproxy/dnsserver.py, the name server
+# of the tests and the lab, is the other user). migration.py samples a name through
+# new_resolver() and query().
 #
 # Rules:
 # - The TTL of every answer is honored, clamped to [min_ttl, max_ttl]. The name is looked up
@@ -91,6 +92,54 @@ def describe(err: BaseException) -> str:
     if isinstance(err, dns.resolver.NoResolverConfiguration):
         return "no name servers in /etc/resolv.conf"
     return f"{type(err).__name__}: {err}"
+
+
+# The dnspython names the rest of the proxy uses, so that it need not import dnspython.
+DnsResolver = dns.asyncresolver.Resolver
+RdataType = dns.rdatatype.RdataType
+DNSException = dns.exception.DNSException
+A = dns.rdatatype.A
+AAAA = dns.rdatatype.AAAA
+
+
+def new_resolver(nameservers: tuple[Address, ...], timeout: float) -> dns.asyncresolver.Resolver:
+    """dnspython's resolver on `nameservers` (() = /etc/resolv.conf's), giving up on a
+    query after `timeout` seconds. It has no cache: every query reaches a name server (the
+    callers keep answers for their TTL themselves, or must see every answer of a GSLB).
+
+    Raises:
+        dns.resolver.NoResolverConfiguration: no name server in /etc/resolv.conf.
+    """
+    resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+    if nameservers:
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(server.host, server.port) for server in nameservers
+        ]
+    resolver.cache = None
+    resolver.lifetime = timeout
+    # Half of it per attempt: a lost datagram is sent again (or the next server asked) once
+    # before the query gives up.
+    resolver.timeout = timeout / 2
+    return resolver
+
+
+async def query(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: RdataType, *, search: bool
+) -> Answer:
+    """One query: the answer's addresses and TTL (none and inf for NODATA).
+
+    `search`: apply /etc/resolv.conf's search list (as the C library does with the system's
+    name servers; configured ones get the name as written).
+
+    Raises:
+        DNSException: it failed (timeout, SERVFAIL, NXDOMAIN...).
+    """
+    answer = await resolver.resolve(name, rdtype, search=search, raise_on_no_answer=False)
+    if answer.rrset is None:  # NODATA
+        return (), math.inf
+    # the shortest TTL along a CNAME chain, not only the last record's: how long a client
+    # may cache this answer
+    return tuple(str(rdata) for rdata in answer.rrset), answer.chaining_result.minimum_ttl
 
 
 class UpstreamResolver:
@@ -259,52 +308,19 @@ class UpstreamResolver:
             if hosts:
                 return hosts, self._cache.max_ttl
         try:
-            resolver = self._dns_resolver()
-        except dns.exception.DNSException as err:
+            if self._dns is None:
+                # made at the first DNS lookup, so that a missing /etc/resolv.conf fails
+                # lookups, not the start-up of a proxy whose name is in /etc/hosts
+                self._dns = new_resolver(self._nameservers, self._timeout)
+        except DNSException as err:
             raise LookupFailed(describe(err)) from None
+        search = not self._nameservers
         results = await asyncio.gather(
-            self._query_type(resolver, dns.rdatatype.A),
-            self._query_type(resolver, dns.rdatatype.AAAA),
+            query(self._dns, self.host, A, search=search),
+            query(self._dns, self.host, AAAA, search=search),
             return_exceptions=True,
         )
         return union_of(results)
-
-    async def _query_type(
-        self, resolver: dns.asyncresolver.Resolver, rdtype: dns.rdatatype.RdataType
-    ) -> Answer:
-        answer = await resolver.resolve(
-            self.host,
-            rdtype,
-            # The search list of /etc/resolv.conf applies to the system's name servers only,
-            # as in the C library; configured ones get the name as written.
-            search=not self._nameservers,
-            raise_on_no_answer=False,
-        )
-        if answer.rrset is None:  # NODATA
-            return (), math.inf
-        # the shortest TTL along a CNAME chain, not only the last record's
-        return tuple(str(rdata) for rdata in answer.rrset), answer.chaining_result.minimum_ttl
-
-    def _dns_resolver(self) -> dns.asyncresolver.Resolver:
-        """dnspython's resolver, made at the first DNS lookup (so a missing /etc/resolv.conf
-        fails lookups, not the start-up of a proxy whose name is in /etc/hosts).
-
-        Raises:
-            dns.resolver.NoResolverConfiguration: no name server in /etc/resolv.conf.
-        """
-        if self._dns is None:
-            resolver = dns.asyncresolver.Resolver(configure=not self._nameservers)
-            if self._nameservers:
-                resolver.nameservers = [
-                    dns.nameserver.Do53Nameserver(server.host, server.port)
-                    for server in self._nameservers
-                ]
-            resolver.lifetime = self._timeout
-            # Half of it per attempt: a lost datagram is sent again (or the next server
-            # asked) once before the lookup gives up.
-            resolver.timeout = self._timeout / 2
-            self._dns = resolver
-        return self._dns
 
     def _answered(self, addresses: tuple[str, ...], ttl: float) -> None:
         self.stats.count_resolution(Resolution.OK)
