@@ -344,3 +344,63 @@ def test_drain_delay_fails_readiness_first_and_keeps_serving() -> None:
             assert time.monotonic() < deadline, "the drain never began"
             time.sleep(0.2)
         assert proxy.proc.wait(WAIT_LIMIT) == 0
+
+
+def test_ramp_moves_the_ratio_gradually() -> None:
+    with proxy_with(ratio=0.0, ramp_seconds=3.0) as proxy:
+        rewrite(proxy, close={"ratio": 1.0})
+        assert post(proxy.admin_url + "/reload")[0] == 200
+        seen: list[float] = []
+        deadline = time.monotonic() + WAIT_LIMIT
+        while not seen or seen[-1] < 1.0:
+            assert time.monotonic() < deadline, f"the ramp never ended: {seen}"
+            status, text = fetch(proxy.admin_url + "/migration")
+            seen.append(json.loads(text)["ratio"])
+            time.sleep(0.2)
+        assert seen == sorted(seen)  # never backwards
+        assert any(0.0 < ratio < 1.0 for ratio in seen), seen  # and not in one step
+
+
+def test_idle_timeout_closes_a_quiet_connection() -> None:
+    with proxy_with(idle_timeout=1.0) as proxy, contextlib.closing(RawClient(proxy.port)) as client:
+        assert not client.request(GET).announces_close
+        client.sock.settimeout(WAIT_LIMIT)
+        assert client.at_eof()  # closed by the proxy after a second of silence
+        assert metric(proxy, "migproxy_connections_closed_total", reason="idle_timeout") == 1
+
+
+def test_drain_under_traffic_answers_every_request_sent() -> None:
+    with proxy_with() as proxy:
+        results: list[list[tuple[int, bool]]] = [[] for _ in range(4)]
+        errors: list[str] = []
+        draining = threading.Event()
+
+        def client_loop(log: list[tuple[int, bool]]) -> None:
+            with contextlib.closing(RawClient(proxy.port)) as client:
+                for _ in range(100_000):  # bounded; ends at the announced close
+                    try:
+                        resp = client.request(GET)
+                    except OSError as err:
+                        errors.append(repr(err))
+                        return
+                    log.append((resp.status, resp.announces_close))
+                    if resp.announces_close:
+                        if not client.at_eof():
+                            errors.append("announced close not followed by FIN")
+                        return
+                    if draining.is_set():
+                        time.sleep(0.01)
+
+        threads = [threading.Thread(target=client_loop, args=(log,)) for log in results]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # mid-traffic
+        draining.set()
+        proxy.proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(WAIT_LIMIT)
+        assert proxy.proc.wait(WAIT_LIMIT) == 0
+    assert errors == []
+    for log in results:
+        assert log and all(status == 200 for status, _ in log)
+        assert log[-1][1], "the last response announced the close"
