@@ -39,7 +39,11 @@ from migproxy.lifecycle import check_address_free
 
 log = logging.getLogger("migproxy")
 
-RESTART_DELAY = 1.0  # seconds before a dead worker is started again
+# Seconds before a dead worker is started again: 1 s, doubling while it keeps dying within a
+# minute of its start (a crash loop), at most 30 s.
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_SECONDS = 60.0
 WORKER_START_TIMEOUT = 30.0
 FORWARD_TIMEOUT = 10.0
 
@@ -50,6 +54,8 @@ class Worker:
     process: asyncio.subprocess.Process | None = None
     admin_port: int = 0
     restarts: int = 0
+    started_at: float = 0.0
+    delay: float = RESTART_DELAY  # before the next restart
 
 
 class Supervisor:
@@ -106,6 +112,7 @@ class Supervisor:
             command.append("--no-uvloop")
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
         worker.process = await asyncio.create_subprocess_exec(*command, env=env)
+        worker.started_at = time.monotonic()
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while not port_file.exists():
             if worker.process.returncode is not None or time.monotonic() > deadline:
@@ -128,7 +135,10 @@ class Supervisor:
                 worker.process.pid,
                 code,
             )
-            await asyncio.sleep(RESTART_DELAY)
+            if time.monotonic() - worker.started_at > STABLE_SECONDS:
+                worker.delay = RESTART_DELAY
+            await asyncio.sleep(worker.delay)
+            worker.delay = min(worker.delay * 2, RESTART_DELAY_MAX)
             try:
                 await self._start(worker)
             except (OSError, RuntimeError) as err:
