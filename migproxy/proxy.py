@@ -120,6 +120,8 @@ class ProxyContext:
         Unix time `closes_from` on (None: at once), e.g. when the clients' DNS caches expire.
         """
         self._set_epoch(epoch, closes_from)
+        # Back-offs earned under the old DNS split would hold the new epoch's closes.
+        self.returning.forget()
         log.info(
             "migration epoch %s%s",
             "cleared" if epoch is None else _utc(epoch),

@@ -152,6 +152,11 @@ class ReturningClients:
         forgiven = int((now - entry.held_until) // self.max_backoff)
         return max(0, entry.strikes - max(0, forgiven))
 
+    def forget(self) -> None:
+        """Forget every address: a new migration epoch. Clients held back because DNS kept
+        sending them here may now be sent elsewhere, so holding their closes would keep them."""
+        self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
 

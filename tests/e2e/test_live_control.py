@@ -302,7 +302,6 @@ def test_returning_client_is_counted_and_backed_off() -> None:
         first.close()
         again = RawClient(proxy.port)  # ...and the same address is straight back
         assert [again.request(GET).announces_close for _ in range(3)] == [False] * 3
-        again.close()
         found = samples(proxy.admin_url)
         assert value(found, "migproxy_returning_reconnects_total", vip="default") == 1
         held = value(
@@ -316,6 +315,11 @@ def test_returning_client_is_counted_and_backed_off() -> None:
         status, text = fetch(proxy.admin_url + "/migration")
         returning = json.loads(text)["returning"]
         assert status == 200 and returning[0]["address"] == "127.0.0.1"
+        # A new epoch: DNS changed, so the back-off earned under the old answer is forgotten
+        # and the held connection, stale now, is closed at its next response.
+        assert post(proxy.admin_url + "/migration/epoch")[0] == 200
+        assert again.request(GET).announces_close
+        again.close()
 
 
 def test_drain_delay_fails_readiness_first_and_keeps_serving() -> None:

@@ -234,3 +234,12 @@ def test_rejects(window: float, max_backoff: float, capacity: int) -> None:
 
 def test_repr() -> None:
     assert repr(ReturningClients()) == "<ReturningClients window=5.0 addresses=0>"
+
+
+def test_forget_drops_every_hold() -> None:
+    table = ReturningClients(window=5.0, max_backoff=60.0)
+    table.closed(b"10.0.0.1", 0.0)
+    assert table.connected(b"10.0.0.1", 1.0)
+    assert table.held(b"10.0.0.1", 2.0)
+    table.forget()
+    assert not table.held(b"10.0.0.1", 2.0) and len(table) == 0
