@@ -1,5 +1,6 @@
 # Command line: `migproxy run|check --config FILE`, `migproxy watch URL...`,
-# `migproxy demo-backend`; `migproxy worker` is how the supervisor starts its workers.
+# `migproxy demo-backend`, `migproxy lab`; `migproxy worker` is how the supervisor starts its
+# workers.
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, help="TOML configuration file")
     sub.add_parser("demo-backend", help="run the bundled demo backend", add_help=False)
     sub.add_parser("watch", help="live convergence view over proxies' /metrics", add_help=False)
+    sub.add_parser("lab", help="a VIP migration on loopback, policy by policy", add_help=False)
     return parser
 
 
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from migproxy.watch import main as watch_main
 
         return watch_main(args_list[1:])
+    if args_list[:1] == ["lab"]:
+        from migproxy.lab.cli import main as lab_main
+
+        return lab_main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         config = load_config(args.config)
