@@ -76,6 +76,8 @@ def write_plot(path: Path, scenario: Scenario, results: Sequence[RunResult]) -> 
     top.grid(alpha=0.3)
     bottom.set_ylabel("reconnects / s")
     bottom.set_yscale("symlog", linthresh=10)  # 1 a second and 1000 a second both show
+    peak = max((max(result.recorder.reconnects, default=0) for result in results), default=0)
+    bottom.set_ylim(0, max(10, peak) * 2)  # room above the busiest policy; no negative axis
     bottom.set_xlabel("seconds since the fleet started (one point per second)")
     bottom.grid(alpha=0.3)
     figure.tight_layout()
