@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
             supervisor = Supervisor(config, args.config, args.no_uvloop)
             return asyncio.run(supervisor.run())
-        port_file = None
-        if args.command == "worker":
-            port_file = Path(args.run_dir) / f"worker-{args.index}.port"
+        worker = (args.index, Path(args.run_dir)) if args.command == "worker" else None
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(serve(config, config_path=args.config, worker_port_file=port_file))
+            runner.run(serve(config, config_path=args.config, worker=worker))
     except (OSError, ResolveError, RuntimeError) as err:
         logging.getLogger("migproxy").error("cannot start: %s", err)
         return 1

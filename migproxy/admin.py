@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from migproxy.config import Config
 from migproxy.control import Reloader
 from migproxy.errors import UpstreamError
 from migproxy.metrics import flush
@@ -98,7 +99,11 @@ async def upstreams(request: web.Request) -> web.Response:
 
 
 async def config(request: web.Request) -> web.Response:
-    cfg = request.app[CTX].config
+    return config_response(request.app[CTX].config)
+
+
+def config_response(cfg: Config) -> web.Response:
+    """The configuration in force as JSON, the admin token redacted."""
     data = dataclasses.asdict(cfg)
     if cfg.admin.token:
         data["admin"]["token"] = REDACTED

@@ -10,13 +10,17 @@
 #   next response (ProxyContext.apply_config).
 # - The file is watched by content, not by modification time or inode: that survives editors
 #   that write a new file and rename it, and the symlink swap of Kubernetes ConfigMaps.
+# - Under a supervisor, one worker samples the watched DNS name for all of them and hands the
+#   epochs it starts to the others through a file in the run directory (SharedEpoch).
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from migproxy.config import Config, ConfigError, load_config
 from migproxy.proxy import ProxyContext
@@ -118,3 +122,42 @@ def _read(path: str) -> bytes | None:
             return file.read()
     except OSError:
         return None  # being replaced, or gone: try again at the next poll
+
+
+class SharedEpoch:
+    """The automatic epochs of one worker, passed to its sibling workers through a file.
+
+    The worker that samples [migration] watch_name publishes each epoch it starts; the others
+    follow the file (read once a second), so every worker has the same epoch and the name is
+    sampled once, not once per worker.
+    """
+
+    def __init__(self, path: Path, ctx: ProxyContext) -> None:
+        self.path = path
+        self.ctx = ctx
+        self._seen: bytes | None = None
+
+    def publish(self, epoch: float, closes_from: float | None) -> None:
+        """Start the epoch here and write it for the other workers."""
+        self.ctx.set_epoch(epoch, closes_from)
+        data = json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
+        staged = self.path.with_suffix(".tmp")
+        staged.write_bytes(data)
+        staged.rename(self.path)  # a follower never reads a half-written file
+        self._seen = data
+
+    async def follow(self, interval: float = WATCH_INTERVAL) -> None:
+        """Start every epoch another worker publishes (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            data = _read(str(self.path))
+            if data is None or data == self._seen:
+                continue
+            self._seen = data
+            try:
+                published = json.loads(data)
+                epoch, closes_from = float(published["epoch"]), published["closes_from"]
+            except (ValueError, KeyError, TypeError) as err:
+                log.error("%s: unreadable epoch file: %s", self.path, err)
+                continue
+            self.ctx.set_epoch(epoch, None if closes_from is None else float(closes_from))

@@ -18,7 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
 from migproxy.config import Address, Config
-from migproxy.control import Reloader
+from migproxy.control import Reloader, SharedEpoch
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.migration import EpochWatcher
 from migproxy.proxy import ProxyContext
@@ -123,37 +123,52 @@ async def serve(
     config: Config,
     ready: Callable[[ProxyContext], None] | None = None,
     config_path: str | None = None,
-    worker_port_file: Path | None = None,
+    worker: tuple[int, Path] | None = None,
 ) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return.
 
     With `config_path`, SIGHUP, a change of that file and POST /reload reload it. With
-    `worker_port_file`, this is a worker under a supervisor (migproxy/supervisor.py): it shares
-    the listening address, and writes its admin port to that file once it serves.
+    `worker` (its index and the run directory), this is a worker under a supervisor
+    (migproxy/supervisor.py): it shares the listening address, writes its admin port to
+    worker-INDEX.port in the run directory once it serves, and either samples the watched DNS
+    name for all workers (worker 0) or follows the epochs worker 0 starts.
     """
-    worker = worker_port_file is not None
-    if worker:
+    if worker is not None:
         config = as_worker(config)
     loop = asyncio.get_running_loop()
     registry, metrics = metrics_for_this_process(config)
     ctx = ProxyContext(config, loop, metrics=metrics)
     await ctx.upstreams.start()
     listen = config.listen.address
-    servers = await bind_listeners(config, loop, lambda: ClientProtocol(ctx), shared=worker)
+    servers = await bind_listeners(
+        config, loop, lambda: ClientProtocol(ctx), shared=worker is not None
+    )
     ctx.serving = True
-    watcher = EpochWatcher(ctx)  # idles while [migration] watch_name is ""
-    watcher.start()
+    tasks = [loop.create_task(_sweep_forever(ctx, sweep_interval(config)))]
+    watcher = None
+    if worker is None:
+        watcher = EpochWatcher(ctx)  # idles while [migration] watch_name is ""
+    else:
+        shared = SharedEpoch(worker[1] / "epoch.json", ctx)
+        if worker[0] == 0:
+            watcher = EpochWatcher(ctx, shared.publish)
+        else:
+            ctx.stats.samples_dns = False  # worker 0 samples, and reports the share
+            tasks.append(loop.create_task(shared.follow()))
+    if watcher is not None:
+        watcher.start()
     reloader = None
     if config_path is not None:
-        reloader = Reloader(config_path, ctx, as_worker if worker else None)
+        reloader = Reloader(config_path, ctx, as_worker if worker is not None else None)
     admin = await start_admin(ctx, registry, reloader)
     if admin is not None:
         host, port = admin.addresses[0][:2]
         log.info("admin endpoint on http://%s/", Address(host, port))
-        if worker_port_file is not None:
-            staged = worker_port_file.with_suffix(".tmp")
+        if worker is not None:
+            port_file = worker[1] / f"worker-{worker[0]}.port"
+            staged = port_file.with_suffix(".tmp")
             staged.write_text(str(port))
-            staged.rename(worker_port_file)  # the supervisor never reads a half-written file
+            staged.rename(port_file)  # the supervisor never reads a half-written file
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
@@ -174,7 +189,6 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    tasks = [loop.create_task(_sweep_forever(ctx, sweep_interval(config)))]
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         tasks.append(loop.create_task(reloader.watch()))
@@ -191,7 +205,8 @@ async def serve(
             server.close()
         if admin is not None:
             await admin.cleanup()
-        await watcher.stop()
+        if watcher is not None:
+            await watcher.stop()
         await ctx.upstreams.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

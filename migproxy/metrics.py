@@ -375,7 +375,8 @@ def flush(stats: Stats, metrics: Metrics) -> None:
     metrics.upstream_addresses[1].set(stats.addresses_ejected)
     metrics.upstream_all_down.set(stats.all_down)
     _flush_map(stats.dns_samples, metrics.migration_dns_samples)
-    metrics.migration_dns_share.set(stats.dns_share)
+    if stats.samples_dns:
+        metrics.migration_dns_share.set(stats.dns_share)
 
 
 def _flush_histogram(observed: BucketCounts, histogram: Histogram) -> None:

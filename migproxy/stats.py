@@ -115,6 +115,7 @@ class Stats:
         "active_stale",
         "dns_samples",
         "dns_share",
+        "samples_dns",
     )
 
     def __init__(self) -> None:
@@ -148,6 +149,9 @@ class Stats:
         # A gauge set by the migration watch: the share of the watched name's answers that
         # point at this VIP in its last sample; NaN while nothing is watched or measured.
         self.dns_share = math.nan
+        # False in a worker that leaves the sampling of the watched name to another: it
+        # reports no share (its NaN would hide the sampler's in the workers' aggregate).
+        self.samples_dns = True
 
     def count_response(self, stale: bool, reused: bool, status: int) -> None:
         index = status // 100 - 1

@@ -32,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from migproxy.admin import json_response, token_refusal
+from migproxy.admin import config_response, json_response, token_refusal
 from migproxy.config import Config, ConfigError, load_config
 from migproxy.control import restart_needed
 from migproxy.lifecycle import check_address_free
@@ -167,7 +167,8 @@ class Supervisor:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/workers", self._workers)
-        for path in ("/config", "/upstreams", "/migration"):
+        app.router.add_get("/config", self._config)
+        for path in ("/upstreams", "/migration"):
             app.router.add_get(path, self._from_first_worker)
         app.router.add_post("/reload", self._reload)
         app.router.add_post("/migration/epoch", self._epoch)
@@ -182,6 +183,9 @@ class Supervisor:
         MultiProcessCollector(registry, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         body = await asyncio.to_thread(generate_latest, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _config(self, request: web.Request) -> web.Response:
+        return config_response(self.config)  # a worker's would show its internal admin port
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

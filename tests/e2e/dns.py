@@ -35,6 +35,10 @@ class ThreadedDns:
     def set(self, addresses: list[str], name: str = NAME, ttl: int = 1) -> None:
         self.loop.call_soon_threadsafe(self.server.set_records, name, addresses, ttl)
 
+    def weighted(self, weights: dict[str, float], name: str = NAME, ttl: int = 1) -> None:
+        """One address per answer, drawn by weight (a GSLB)."""
+        self.loop.call_soon_threadsafe(self.server.set_weighted, name, weights, ttl)
+
     def mode(self, mode: Mode) -> None:
         self.loop.call_soon_threadsafe(self.server.set_mode, mode)
 

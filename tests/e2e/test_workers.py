@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+from tests.e2e.dns import NAME, ThreadedDns
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, post, samples, value
 from tests.e2e.servers import Proxy, ScriptedUpstream, rewrite, run_proxy
@@ -126,3 +127,32 @@ def test_sigterm_drains_every_worker() -> None:
         proxy.proc.send_signal(signal.SIGTERM)
         assert proxy.proc.wait(WAIT_LIMIT) == 0
         assert proxy.log().count("drained") == 2
+
+
+def test_one_worker_samples_the_watched_name_and_every_worker_gets_its_epoch() -> None:
+    with ThreadedDns() as dns, ScriptedUpstream(answer_ok) as upstream:
+        dns.weighted({"127.0.0.2": 1.0, "127.0.0.3": 0.0})
+        migration = {
+            "watch_name": NAME,
+            "vip_addresses": ["127.0.0.2"],
+            "nameservers": [f"127.0.0.1:{dns.port}"],
+            "sample_interval": 0.2,
+            "samples": 20,
+        }
+        with run_proxy(upstream.port, server={"workers": 2}, migration=migration) as proxy:
+            wait_ready(proxy)
+            deadline = time.monotonic() + WAIT_LIMIT
+            while "migration watch" not in proxy.log():  # the baseline sample
+                assert time.monotonic() < deadline, "the watched name was never sampled"
+                time.sleep(0.1)
+            dns.weighted({"127.0.0.2": 0.0, "127.0.0.3": 1.0})  # the GSLB moves everyone away
+            while len(re.findall(r"worker \d: migration epoch", proxy.log())) < 2:
+                assert time.monotonic() < deadline, "the epoch did not reach both workers"
+                time.sleep(0.1)
+            log = proxy.log()
+            assert log.count("a new epoch") == 1  # sampled by one worker only
+            epochs = re.findall(r"worker (\d): migration epoch (\S+)", log)
+            assert sorted(index for index, _ in epochs) == ["0", "1"]
+            assert len({moment for _, moment in epochs}) == 1
+            share = value(samples(proxy.admin_url), "migproxy_migration_dns_share", vip="default")
+            assert share == 0.0
