@@ -4,14 +4,29 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import math
 import os
 import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
-from typing import Any, TypeGuard
+from typing import Any
+
+from migproxy.values import (
+    Validator,
+    boolean,
+    fraction,
+    int_between,
+    integer,
+    is_int,
+    non_negative,
+    number,
+    one_of,
+    positive,
+    show,
+    string_list,
+    wrong,
+)
 
 FORWARDED_MODES = ("x-forwarded", "forwarded", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -248,98 +263,13 @@ def _parse_port(text: str) -> int:
     raise ValueError("port must be an integer between 1 and 65535")
 
 
-# Validators: take the raw TOML value, return the typed value or raise ValueError(reason).
-Validator = Callable[[object], Any]
-
-
-def _show(value: object) -> str:
-    """Render a received value the way it would be spelled in TOML."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return f"a {type(value).__name__}"
-
-
-def _wrong(expected: str, value: object) -> ValueError:
-    return ValueError(f"must be {expected}, got {_show(value)}")
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_float(value: object) -> float | None:
-    """The value as a finite float if it is a TOML integer or float, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int_between(low: int, high: int) -> Validator:
-    def check(value: object) -> int:
-        if _is_int(value) and low <= value <= high:
-            return value
-        raise _wrong(f"an integer between {low} and {high}", value)
-
-    return check
-
-
-def _integer(value: object) -> int:
-    if _is_int(value):
-        return value
-    raise _wrong("an integer", value)
-
-
-def _number(expected: str, accept: Callable[[float], bool]) -> Validator:
-    def check(value: object) -> float:
-        number = _as_float(value)
-        if number is not None and accept(number):
-            return number
-        raise _wrong(expected, value)
-
-    return check
-
-
-_fraction = _number("a number between 0.0 and 1.0", lambda n: 0.0 <= n <= 1.0)
-_positive = _number("a finite number greater than 0", lambda n: n > 0)
-_non_negative = _number("a finite number >= 0", lambda n: n >= 0)
-
-
-def _boolean(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _wrong("true or false", value)
-
-
-def _one_of(choices: tuple[str, ...]) -> Validator:
-    expected = "one of " + ", ".join(json.dumps(choice) for choice in choices)
-
-    def check(value: object) -> str:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise _wrong(expected, value)
-
-    return check
-
-
 def _address(value: object) -> Address:
     if not isinstance(value, str):
-        raise _wrong('a "host:port" string', value)
+        raise wrong('a "host:port" string', value)
     try:
         return parse_address(value)
     except ValueError as err:
-        raise _wrong(f'"host:port" or "[ipv6]:port" ({err})', value) from None
+        raise wrong(f'"host:port" or "[ipv6]:port" ({err})', value) from None
 
 
 def _address_or_off(value: object) -> Address | None:
@@ -354,23 +284,23 @@ _LABEL_VALUE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 def _label_value(value: object) -> str:
     if isinstance(value, str) and _LABEL_VALUE.fullmatch(value):
         return value
-    raise _wrong("1 to 32 of a-z, 0-9, '_', '.', '-' (starting with a letter or digit)", value)
+    raise wrong("1 to 32 of a-z, 0-9, '_', '.', '-' (starting with a letter or digit)", value)
 
 
 def _token(value: object) -> str:
     if isinstance(value, str) and value.isprintable() and " " not in value:
         return value
-    raise _wrong("a string of printable characters without spaces", value)
+    raise wrong("a string of printable characters without spaces", value)
 
 
 def _nameservers(value: object) -> tuple[Address, ...]:
     expected = 'an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port"'
     if not isinstance(value, list):
-        raise _wrong(expected, value)
+        raise wrong(expected, value)
     servers = []
     for item in value:
         if not isinstance(item, str):
-            raise _wrong(expected, item)
+            raise wrong(expected, item)
         try:
             servers.append(_nameserver(item))
         except ValueError as err:
@@ -398,22 +328,22 @@ _PATH = re.compile(r"/[!-~]*")
 def _http_path(value: object) -> str:
     if isinstance(value, str) and _PATH.fullmatch(value):
         return value
-    raise _wrong('a path starting with "/" (printable ASCII, no spaces)', value)
+    raise wrong('a path starting with "/" (printable ASCII, no spaces)', value)
 
 
 def _host_or_empty(value: object) -> str:
     if isinstance(value, str) and (value == "" or re.fullmatch(r"[A-Za-z0-9.:\[\]_-]+", value)):
         return value
-    raise _wrong("a host name (optionally with :port) or an empty string", value)
+    raise wrong("a host name (optionally with :port) or an empty string", value)
 
 
 # Kernel limits of the TCP keep-alive options (include/net/tcp.h): seconds and probes.
 _KEEPALIVE_VALIDATORS: dict[str, Validator] = {
-    "enabled": _boolean,
-    "idle": _int_between(1, 32767),
-    "interval": _int_between(1, 32767),
-    "count": _int_between(1, 127),
-    "user_timeout": _number("a number of seconds from 0 to 2147483", lambda n: 0 <= n <= 2147483),
+    "enabled": boolean,
+    "idle": int_between(1, 32767),
+    "interval": int_between(1, 32767),
+    "count": int_between(1, 127),
+    "user_timeout": number("a number of seconds from 0 to 2147483", lambda n: 0 <= n <= 2147483),
 }
 
 
@@ -442,23 +372,6 @@ def _check_close(section: CloseConfig) -> tuple[str, str] | None:
     return None
 
 
-def _string_list(expected: str, item: Callable[[str], Any]) -> Validator:
-    def check(value: object) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise _wrong(expected, value)
-        out = []
-        for element in value:
-            if not isinstance(element, str):
-                raise _wrong(expected, element)
-            try:
-                out.append(item(element))
-            except ValueError as err:
-                raise ValueError(f"{json.dumps(element)}: {err}") from None
-        return tuple(out)
-
-    return check
-
-
 def _scope_host(text: str) -> str:
     if not _HOSTNAME.fullmatch(text):
         raise ValueError("not a host name")
@@ -478,15 +391,15 @@ def _scope_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError('not an IP network such as "10.0.0.0/8" or "::1/128"') from None
 
 
-_host_list = _string_list("an array of host names", _scope_host)
-_path_list = _string_list('an array of path prefixes ("/api")', _scope_path)
-_network_list = _string_list('an array of networks ("10.0.0.0/8")', _scope_network)
+_host_list = string_list("an array of host names", _scope_host)
+_path_list = string_list('an array of path prefixes ("/api")', _scope_path)
+_network_list = string_list('an array of networks ("10.0.0.0/8")', _scope_network)
 
 
 def _epoch(value: object) -> Epoch:
     """`[migration] epoch`: "" (none), "now", or an RFC 3339 time with a UTC offset."""
     if not isinstance(value, str):
-        raise _wrong('an RFC 3339 time, "now" or ""', value)
+        raise wrong('an RFC 3339 time, "now" or ""', value)
     if value == "":
         return Epoch()
     if value == "now":
@@ -494,11 +407,9 @@ def _epoch(value: object) -> Epoch:
     try:
         moment = datetime.datetime.fromisoformat(value)
     except ValueError:
-        raise _wrong(
-            'an RFC 3339 time such as "2026-11-26T10:00:00Z", "now" or ""', value
-        ) from None
+        raise wrong('an RFC 3339 time such as "2026-11-26T10:00:00Z", "now" or ""', value) from None
     if moment.tzinfo is None:
-        raise _wrong("an RFC 3339 time with a UTC offset (Z or +hh:mm)", value)
+        raise wrong("an RFC 3339 time with a UTC offset (Z or +hh:mm)", value)
     return Epoch(moment.timestamp(), value)
 
 
@@ -509,15 +420,15 @@ def _workers(value: object) -> int:
             if hasattr(os, "sched_getaffinity")
             else os.cpu_count() or 1
         )
-    if _is_int(value) and 1 <= value <= 256:
+    if is_int(value) and 1 <= value <= 256:
         return value
-    raise _wrong('an integer between 1 and 256, or "auto" (one per CPU)', value)
+    raise wrong('an integer between 1 and 256, or "auto" (one per CPU)', value)
 
 
 def _dns_name_or_empty(value: object) -> str:
     if isinstance(value, str) and (value == "" or _HOSTNAME.fullmatch(value)):
         return value
-    raise _wrong('a DNS name such as "api.example.com", or ""', value)
+    raise wrong('a DNS name such as "api.example.com", or ""', value)
 
 
 def _ip(text: str) -> str:
@@ -527,7 +438,7 @@ def _ip(text: str) -> str:
         raise ValueError("not an IP address") from None
 
 
-_ip_list = _string_list("an array of IP addresses", _ip)
+_ip_list = string_list("an array of IP addresses", _ip)
 
 
 def _check_migration(section: MigrationConfig) -> tuple[str, str] | None:
@@ -548,8 +459,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         ListenConfig,
         {
             "address": _address,
-            "backlog": _int_between(1, 65535),
-            "accept_queues": _int_between(1, 64),
+            "backlog": int_between(1, 65535),
+            "accept_queues": int_between(1, 64),
         },
         None,
     ),
@@ -558,16 +469,16 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         UpstreamConfig,
         {
             "address": _address,
-            "connect_timeout": _positive,
-            "response_timeout": _positive,
-            "max_idle": _int_between(0, 100_000),
-            "idle_timeout": _positive,
-            "max_age": _non_negative,
-            "balance": _one_of(BALANCE_MODES),
+            "connect_timeout": positive,
+            "response_timeout": positive,
+            "max_idle": int_between(0, 100_000),
+            "idle_timeout": positive,
+            "max_age": non_negative,
+            "balance": one_of(BALANCE_MODES),
             "nameservers": _nameservers,
-            "min_ttl": _non_negative,
-            "max_ttl": _positive,
-            "stale_ttl": _non_negative,
+            "min_ttl": non_negative,
+            "max_ttl": positive,
+            "stale_ttl": non_negative,
         },
         _check_upstream,
     ),
@@ -575,35 +486,35 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     "upstream.health": (
         HealthConfig,
         {
-            "enabled": _boolean,
-            "check": _one_of(HEALTH_CHECKS),
+            "enabled": boolean,
+            "check": one_of(HEALTH_CHECKS),
             "path": _http_path,
             "host": _host_or_empty,
-            "interval": _positive,
-            "timeout": _positive,
-            "rise": _int_between(1, 100),
-            "fall": _int_between(1, 100),
-            "all_down": _one_of(ALL_DOWN_MODES),
+            "interval": positive,
+            "timeout": positive,
+            "rise": int_between(1, 100),
+            "fall": int_between(1, 100),
+            "all_down": one_of(ALL_DOWN_MODES),
         },
         _check_health,
     ),
     "close": (
         CloseConfig,
         {
-            "ratio": _fraction,
-            "seed": _integer,
-            "linger": _non_negative,
-            "max_age": _non_negative,
-            "max_age_jitter": _non_negative,
-            "max_requests": _int_between(0, 2**31),
-            "epoch_ratio": _fraction,
-            "idle_timeout": _non_negative,
-            "max_closes_per_second": _non_negative,
-            "max_closes_per_client_per_minute": _int_between(0, 1_000_000),
-            "ramp_seconds": _non_negative,
-            "returning_window": _non_negative,
-            "returning_max_backoff": _non_negative,
-            "dry_run": _boolean,
+            "ratio": fraction,
+            "seed": integer,
+            "linger": non_negative,
+            "max_age": non_negative,
+            "max_age_jitter": non_negative,
+            "max_requests": int_between(0, 2**31),
+            "epoch_ratio": fraction,
+            "idle_timeout": non_negative,
+            "max_closes_per_second": non_negative,
+            "max_closes_per_client_per_minute": int_between(0, 1_000_000),
+            "ramp_seconds": non_negative,
+            "returning_window": non_negative,
+            "returning_max_backoff": non_negative,
+            "dry_run": boolean,
         },
         _check_close,
     ),
@@ -619,32 +530,32 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
             "watch_name": _dns_name_or_empty,
             "vip_addresses": _ip_list,
             "nameservers": _nameservers,
-            "sample_interval": _positive,
-            "samples": _int_between(1, 1000),
-            "share_change": _number("a number between 0.01 and 1.0", lambda n: 0.01 <= n <= 1.0),
-            "start_after_ttl": _boolean,
+            "sample_interval": positive,
+            "samples": int_between(1, 1000),
+            "share_change": number("a number between 0.01 and 1.0", lambda n: 0.01 <= n <= 1.0),
+            "start_after_ttl": boolean,
         },
         _check_migration,
     ),
     "server": (ServerConfig, {"workers": _workers}, None),
     "drain": (
         DrainConfig,
-        {"delay": _non_negative, "idle_grace": _non_negative, "timeout": _positive},
+        {"delay": non_negative, "idle_grace": non_negative, "timeout": positive},
         None,
     ),
     "limits": (
         LimitsConfig,
         {
-            "max_header_bytes": _int_between(1024, 16 * 1024 * 1024),
-            "max_headers": _int_between(1, 10_000),
-            "head_timeout": _positive,
-            "keepalive_timeout": _positive,
-            "body_timeout": _positive,
+            "max_header_bytes": int_between(1024, 16 * 1024 * 1024),
+            "max_headers": int_between(1, 10_000),
+            "head_timeout": positive,
+            "keepalive_timeout": positive,
+            "body_timeout": positive,
         },
         None,
     ),
-    "proxy": (ProxyConfig, {"forwarded": _one_of(FORWARDED_MODES), "via": _boolean}, None),
-    "log": (LogConfig, {"level": _one_of(LOG_LEVELS), "access_log": _boolean}, None),
+    "proxy": (ProxyConfig, {"forwarded": one_of(FORWARDED_MODES), "via": boolean}, None),
+    "log": (LogConfig, {"level": one_of(LOG_LEVELS), "access_log": boolean}, None),
     "admin": (AdminConfig, {"address": _address_or_off, "token": _token}, None),
     "metrics": (MetricsConfig, {"vip": _label_value}, None),
 }
@@ -655,7 +566,7 @@ def _parse_section(source: str, name: str, raw: object, base: Any = None) -> Any
     """Build section `name` from its TOML table; `base` gives the defaults of a nested one."""
     cls, validators, check = _SECTIONS[name]
     if not isinstance(raw, Mapping):
-        raise ConfigError(source, name, f"must be a table, got {_show(raw)}")
+        raise ConfigError(source, name, f"must be a table, got {show(raw)}")
     nested = {f.name for f in fields(cls) if f"{name}.{f.name}" in _SECTIONS}
     for key in raw:
         if key not in validators and key not in nested:
