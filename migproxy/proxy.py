@@ -62,6 +62,7 @@ class ProxyContext:
         )
         self._ramp: tuple[float, float, float, float] | None = None  # old, new, start, seconds
         self._epoch_closes_at = -math.inf  # loop time from which the epoch policy closes
+        self._budget: tuple[float, int] | None = None  # the close budget self.gate enforces
         self._apply(config)
         self._set_epoch(config.migration.epoch.at)
 
@@ -79,7 +80,7 @@ class ProxyContext:
         self.dry_run = close.dry_run
         self.returning.configure(close.returning_window, close.returning_max_backoff)
         budget = (close.max_closes_per_second, close.max_closes_per_client_per_minute)
-        if getattr(self, "_budget", None) != budget:  # a reload keeps the tokens it can
+        if budget != self._budget:  # a reload that keeps the budget keeps its tokens
             self._budget = budget
             self.gate = CloseGate(*budget, self.returning)
         self.access_log = config.log.access_log
@@ -103,13 +104,13 @@ class ProxyContext:
         once, or over close.ramp_seconds; a changed [migration] epoch starts a new epoch.
         """
         old = self.config
-        ratio = self.policy.ratio
+        ratio = self.policy.ratio  # in force now, part way through a ramp perhaps
         self._apply(config)
-        if config.close.ratio != old.close.ratio and config.close.ramp_seconds > 0:
-            self._ramp = (ratio, config.close.ratio, self.now, config.close.ramp_seconds)
-            self._step_ramp()
-        else:
+        if config.close.ratio != old.close.ratio:
             self._ramp = None
+            if config.close.ramp_seconds > 0:
+                self._ramp = (ratio, config.close.ratio, self.now, config.close.ramp_seconds)
+        self._step_ramp()  # a ramp in progress goes on through a reload of other keys
         if config.migration.epoch.text != old.migration.epoch.text:
             self.set_epoch(config.migration.epoch.at)
 
