@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def ctx(clock: Clock) -> Iterator[ProxyContext]:
     loop.close()
 
 
-def with_close(ctx: ProxyContext, **close: float) -> Config:
+def with_close(ctx: ProxyContext, **close: Any) -> Config:
     return dataclasses.replace(ctx.config, close=dataclasses.replace(ctx.config.close, **close))
 
 
