@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -13,14 +14,19 @@ IN_CI = os.environ.get("CI") == "true"
 PACKAGES = {"nginx": "nginx-light", "promtool": "prometheus", "nft": "nftables", "ss": "iproute2"}
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Something a test needs is missing from this machine: fail under CI (the CI machine
+    must have it), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(f"{reason} (under CI=true this fails instead)")
+
+
 def require_tool(name: str) -> str:
     """The path of an external tool; fail under CI when it is missing, skip elsewhere."""
     path = shutil.which(name) or (
         f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
     )
     if path is None:
-        if IN_CI:
-            package = PACKAGES.get(name, name)
-            pytest.fail(f"{name} is required in CI (apt-get install -y {package})")
-        pytest.skip(f"{name} not installed (under CI=true this fails instead)")
+        unavailable(f"{name} not installed (apt-get install -y {PACKAGES.get(name, name)})")
     return path

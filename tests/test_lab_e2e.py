@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from migproxy.lab.ports import LabError, check_addresses, free_port, service_port
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = [sys.executable, "-m", "migproxy", "lab", "--quick"]
@@ -33,10 +33,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        message = "matplotlib is required (pip install -e '.[lab]'; scripts/setup does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("matplotlib is required (pip install -e '.[lab]'; scripts/setup does)")
 
 
 def lab_processes() -> list[int]:

@@ -24,6 +24,7 @@ from migproxy.config import Address
 from migproxy.dnsserver import DnsServer, Mode
 from migproxy.stats import Resolution, Stats
 from migproxy.upstream.resolver import ResolveError, UpstreamResolver
+from tests.conftest import unavailable
 
 T = TypeVar("T")
 NAME = "up.test"
@@ -288,7 +289,7 @@ def test_ip_literal_is_never_looked_up(host: str, expected: str) -> None:
 
 def test_localhost_from_the_system_hosts_file() -> None:
     if "localhost" not in Path("/etc/hosts").read_text(errors="replace"):
-        pytest.skip("/etc/hosts does not list localhost")
+        unavailable("/etc/hosts does not list localhost")
 
     async def scenario() -> None:
         stats = Stats()
