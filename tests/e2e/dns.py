@@ -39,6 +39,10 @@ class ThreadedDns:
         """One address per answer, drawn by weight (a GSLB)."""
         self.loop.call_soon_threadsafe(self.server.set_weighted, name, weights, ttl)
 
+    def upstream(self, port: int, **keys: object) -> dict[str, object]:
+        """run_proxy's [upstream] section for NAME:port resolved through this server."""
+        return {"address": f"{NAME}:{port}", "nameservers": [f"127.0.0.1:{self.port}"], **keys}
+
     def mode(self, mode: Mode) -> None:
         self.loop.call_soon_threadsafe(self.server.set_mode, mode)
 

@@ -226,6 +226,11 @@ def run_nginx(nginx: str) -> Iterator[int]:
 Script = Callable[[socket.socket, bytes], None]
 
 
+def answer_ok(sock: socket.socket, head: bytes) -> None:
+    """A ScriptedUpstream script: a keep-alive 200 with a two-byte body, for any request."""
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
 @dataclass
 class ScriptedUpstream:
     """A raw-socket upstream: for each request head received, `script(sock, head)` answers.

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import ScriptedUpstream, run_proxy
+from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
 
 GET = b"GET /n HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-def answer_ok(sock: object, head: bytes) -> None:
-    import socket
-
-    assert isinstance(sock, socket.socket)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def count_closes(port: int, total: int) -> tuple[int, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,17 +13,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.e2e.fleet import ClientThreads
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, post, samples, value
-from tests.e2e.servers import Proxy, ScriptedUpstream, rewrite, run_proxy
+from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, rewrite, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 WAIT_LIMIT = 10.0
 FAST_CLOSE = {"linger": 0.2}
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 @contextlib.contextmanager
@@ -41,34 +37,18 @@ def metric(proxy: Proxy, name: str, **labels: str) -> float:
 
 
 @dataclass
-class Fleet:
+class Fleet(ClientThreads):
     """Keep-alive raw clients sending GETs until stopped. Each response is logged with its
     send time and whether it announced close; a connection that ends without an announced
     close, or any error, is a failure."""
 
-    port: int
-    clients: int = 4
     log: list[tuple[float, float, bool]] = field(default_factory=list)  # sent, done, closed
     failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Fleet:
-        for _ in range(self.clients):
-            thread = threading.Thread(target=self._run, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(WAIT_LIMIT)
 
     def _run(self) -> None:
         client = RawClient(self.port)
         try:
-            while not self._stop.is_set():
+            while not self.stopping():
                 sent = time.monotonic()
                 try:
                     resp = client.request(GET)

@@ -1,14 +1,8 @@
 # The optional access log and the one-line problem log, read from the proxy's real output.
 from __future__ import annotations
 
-import socket
-
 from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import ScriptedUpstream, run_proxy
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
 
 
 def test_access_log_has_one_line_per_request_with_its_close_reason() -> None:

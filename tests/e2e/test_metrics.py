@@ -7,13 +7,9 @@ from pathlib import Path
 
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, samples, value, wait_for
-from tests.e2e.servers import ScriptedUpstream, run_proxy
+from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def test_fresh_and_reused_requests_match_what_the_clients_did() -> None:

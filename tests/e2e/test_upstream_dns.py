@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tests.e2e.dns import NAME, ThreadedDns
+from tests.e2e.dns import ThreadedDns
+from tests.e2e.fleet import ClientThreads
 from tests.e2e.scrape import samples, value
 from tests.e2e.servers import Proxy, free_port, run_backend, run_proxy
 
@@ -21,32 +21,16 @@ WAIT_LIMIT = 15.0
 
 
 @dataclass
-class Fleet:
+class Fleet(ClientThreads):
     """Keep-alive clients sending GET / in a loop; each answer is logged with its send time."""
 
-    port: int
-    clients: int = 4
     answers: list[tuple[float, int, str]] = field(default_factory=list)  # (sent, status, who)
     errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Fleet:
-        for _ in range(self.clients):
-            thread = threading.Thread(target=self._run, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
 
     def _run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         with contextlib.closing(conn):
-            while not self._stop.is_set():
+            while not self.stopping():
                 sent = time.monotonic()
                 try:
                     conn.request("GET", "/")
@@ -79,16 +63,7 @@ def lab() -> Iterator[tuple[ThreadedDns, Proxy]]:
             stack.enter_context(run_backend(host, port, name=host))
         dns = stack.enter_context(ThreadedDns())
         dns.set(["127.0.0.2", "127.0.0.3"])
-        proxy = stack.enter_context(
-            run_proxy(
-                port,
-                upstream={
-                    "address": f"{NAME}:{port}",
-                    "nameservers": [f"127.0.0.1:{dns.port}"],
-                    "stale_ttl": 30.0,
-                },
-            )
-        )
+        proxy = stack.enter_context(run_proxy(port, upstream=dns.upstream(port, stale_ttl=30.0)))
         yield dns, proxy
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.dns import NAME, ThreadedDns
+from tests.e2e.dns import ThreadedDns
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, samples, value
 from tests.e2e.servers import Proxy, ScriptedUpstream, free_port, run_proxy
@@ -72,14 +72,7 @@ def two_backends(**health: object) -> Iterator[tuple[dict[str, Backend], Proxy]]
         dns = stack.enter_context(ThreadedDns())
         dns.set(list(HOSTS))
         proxy = stack.enter_context(
-            run_proxy(
-                port,
-                upstream={
-                    "address": f"{NAME}:{port}",
-                    "nameservers": [f"127.0.0.1:{dns.port}"],
-                    "health": {**HEALTH, **health},
-                },
-            )
+            run_proxy(port, upstream=dns.upstream(port, health={**HEALTH, **health}))
         )
         yield backends, proxy
 

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import samples, value
-from tests.e2e.servers import ScriptedUpstream, run_proxy
+from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 WAIT_LIMIT = 10.0
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def test_connections_past_max_age_are_retired() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 from migproxy import watch
 from migproxy.watch import Snapshot, Target
 from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import ROOT, ScriptedUpstream, free_port, run_proxy
+from tests.e2e.servers import ROOT, ScriptedUpstream, answer_ok, free_port, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 TIMEOUT = 60.0
@@ -255,10 +254,6 @@ def test_metrics_url() -> None:
 
 
 # ---- live: the command against real proxies ----------------------------------------------
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def run_watch(*urls: str) -> subprocess.CompletedProcess[str]:

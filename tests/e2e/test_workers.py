@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,15 +15,11 @@ from collections.abc import Iterator
 from tests.e2e.dns import NAME, ThreadedDns
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, post, samples, value
-from tests.e2e.servers import Proxy, ScriptedUpstream, rewrite, run_proxy
+from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, rewrite, run_proxy
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 WAIT_LIMIT = 15.0
 ACCESS = re.compile(r"worker (\d): 127\.0\.0\.1 \"GET")
-
-
-def answer_ok(sock: socket.socket, head: bytes) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 @contextlib.contextmanager
