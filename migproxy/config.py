@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import os
 import re
 import time
@@ -293,21 +292,6 @@ def _token(value: object) -> str:
     raise wrong("a string of printable characters without spaces", value)
 
 
-def _nameservers(value: object) -> tuple[Address, ...]:
-    expected = 'an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port"'
-    if not isinstance(value, list):
-        raise wrong(expected, value)
-    servers = []
-    for item in value:
-        if not isinstance(item, str):
-            raise wrong(expected, item)
-        try:
-            servers.append(_nameserver(item))
-        except ValueError as err:
-            raise ValueError(f"{json.dumps(item)}: {err}") from None
-    return tuple(servers)
-
-
 def _nameserver(text: str) -> Address:
     try:
         return Address(str(ipaddress.ip_address(text)), 53)
@@ -321,6 +305,10 @@ def _nameserver(text: str) -> Address:
         raise ValueError("a name server must be an IP address, not a name") from None
     return address
 
+
+_nameservers = string_list(
+    'an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port"', _nameserver
+)
 
 _PATH = re.compile(r"/[!-~]*")
 

@@ -116,6 +116,13 @@ def describe_changes(old: Config, new: Config) -> list[str]:
     return changes
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` so that a reader sees its old content or the new, never a part of it."""
+    staged = path.with_suffix(".tmp")
+    staged.write_bytes(data)
+    staged.rename(path)
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as file:
@@ -141,9 +148,7 @@ class SharedEpoch:
         """Start the epoch here and write it for the other workers."""
         self.ctx.set_epoch(epoch, closes_from)
         data = json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
-        staged = self.path.with_suffix(".tmp")
-        staged.write_bytes(data)
-        staged.rename(self.path)  # a follower never reads a half-written file
+        write_atomically(self.path, data)
         self._seen = data
 
     async def follow(self, interval: float = WATCH_INTERVAL) -> None:

@@ -18,7 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
 from migproxy.config import Address, Config
-from migproxy.control import Reloader, SharedEpoch
+from migproxy.control import Reloader, SharedEpoch, write_atomically
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.migration import EpochWatcher
 from migproxy.proxy import ProxyContext
@@ -165,10 +165,7 @@ async def serve(
         host, port = admin.addresses[0][:2]
         log.info("admin endpoint on http://%s/", Address(host, port))
         if worker is not None:
-            port_file = worker[1] / f"worker-{worker[0]}.port"
-            staged = port_file.with_suffix(".tmp")
-            staged.write_text(str(port))
-            staged.rename(port_file)  # the supervisor never reads a half-written file
+            write_atomically(worker[1] / f"worker-{worker[0]}.port", str(port).encode())
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
