@@ -7,12 +7,18 @@
 # forwarding; the block itself is forwarded as received unless a hop-by-hop field must go.
 # benchmarks/parser_bench.py measures this against httptools and h11.
 #
+# The common heads take a faster road: _speedups.c builds exactly what py_parse_request_head
+# and py_parse_response_head would, in one pass, and hands every other head (errors and rare
+# forms alike) to them. These functions stay the specification; see the end of this file.
+#
 # Framing rules (RFC 9112 §6): a request with both Content-Length and Transfer-Encoding, with
 # several or malformed Content-Length values, or with a Transfer-Encoding other than a single
 # final "chunked" is rejected: a proxy that guesses here is how request smuggling happens.
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 
 from migproxy.errors import RemoteProtocolError
 from migproxy.http1.events import BodyKind, RequestHead, ResponseHead
@@ -149,7 +155,7 @@ def _field_block_reason(block: bytes) -> str:
     return "malformed header section"
 
 
-def parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> RequestHead:
+def py_parse_request_head(buf: bytes, start: int, end: int, max_fields: int) -> RequestHead:
     """Parse the request head `buf[start:end]` (ending with its blank line).
 
     Raises:
@@ -267,7 +273,7 @@ def _content_length(value: bytes) -> int:
     return int(value)
 
 
-def parse_response_head(
+def py_parse_response_head(
     buf: bytes, start: int, end: int, max_fields: int, request_method: bytes
 ) -> ResponseHead:
     """Parse the response head `buf[start:end]`, framed for a request with `request_method`.
@@ -352,3 +358,45 @@ def _response_framing(
             raise RemoteProtocolError("upstream sent an invalid Content-Length", 502)
         return _LENGTH_BODY, length
     return _UNTIL_CLOSE_BODY, 0
+
+
+# The parsers the readers call: the C accelerator when it was built (it falls back to the
+# functions above for every head it does not take), else the functions above.
+# MIGPROXY_PURE_PYTHON=1 keeps the accelerator off, to compare or to rule it out.
+try:
+    from migproxy.http1 import _speedups
+except ImportError:  # built without a C compiler: correct, and slower
+    _speedups = None  # type: ignore[assignment]
+
+
+def bind_speedups(
+    request_fallback: Callable[[bytes, int, int, int], RequestHead] = py_parse_request_head,
+    response_fallback: Callable[
+        [bytes, int, int, int, bytes], ResponseHead
+    ] = py_parse_response_head,
+) -> None:
+    """Hand the C accelerator what it builds heads from, and where it sends the rest."""
+    _speedups.bind(
+        request_head=RequestHead,
+        response_head=ResponseHead,
+        fields=Fields,
+        body_none=_NONE_BODY,
+        body_length=_LENGTH_BODY,
+        body_chunked=_CHUNKED_BODY,
+        body_until_close=_UNTIL_CLOSE_BODY,
+        no_tokens=_NO_TOKENS,
+        keep_alive_tokens=_COMMON_TOKENS[b"keep-alive"],
+        close_tokens=_COMMON_TOKENS[b"close"],
+        upgrade_tokens=_COMMON_TOKENS[b"upgrade"],
+        request_fallback=request_fallback,
+        response_fallback=response_fallback,
+    )
+
+
+parse_request_head: Callable[[bytes, int, int, int], RequestHead] = py_parse_request_head
+parse_response_head: Callable[[bytes, int, int, int, bytes], ResponseHead] = py_parse_response_head
+ACCELERATED = _speedups is not None and not os.environ.get("MIGPROXY_PURE_PYTHON")
+if ACCELERATED:
+    bind_speedups()
+    parse_request_head = _speedups.parse_request_head
+    parse_response_head = _speedups.parse_response_head

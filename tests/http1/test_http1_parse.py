@@ -13,6 +13,8 @@ from migproxy.http1.parse import (
     split_fields,
 )
 
+pytestmark = pytest.mark.usefixtures("head_parser")
+
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 

@@ -14,6 +14,8 @@ from migproxy.errors import RemoteProtocolError
 from migproxy.http1.connection import ReaderState, RequestReader
 from tests.http1.reader_events import bytewise, feed
 
+pytestmark = pytest.mark.usefixtures("head_parser")
+
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 

@@ -34,6 +34,8 @@ from tests.http1.reader_events import (
     state_of,
 )
 
+pytestmark = pytest.mark.usefixtures("head_parser")
+
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 

@@ -21,6 +21,8 @@ from migproxy.http1.serialize import (
     response_head_bytes,
 )
 
+pytestmark = pytest.mark.usefixtures("head_parser")
+
 MAX_HEAD = 8192
 MAX_FIELDS = 100
 CLIENT_IP = b"192.0.2.7"
