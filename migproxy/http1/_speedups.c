@@ -312,6 +312,10 @@ parse_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char 
         PyErr_Format(PyExc_TypeError, "expected %zd arguments, got %zd", want, nargs);
         return -1;
     }
+    if (RequestFallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "migproxy.http1.parse has not called bind()");
+        return -1;
+    }
     if (!PyBytes_CheckExact(args[0])) {
         return 1;  /* bytearray, memoryview...: parse.py takes those */
     }

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -414,3 +415,18 @@ def test_parsing_keeps_no_stray_references() -> None:
     for _ in range(200):
         parse_all()
     assert [sys.getrefcount(obj) for obj in shared] == before
+
+
+def test_calls_before_bind_are_refused() -> None:
+    require_accelerator()
+    code = (
+        "from migproxy.http1 import _speedups\n"
+        "try:\n"
+        "    _speedups.parse_request_head(b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n', 0, 29, 9)\n"
+        "except RuntimeError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == "migproxy.http1.parse has not called bind()"
