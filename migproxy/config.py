@@ -105,7 +105,7 @@ class UpstreamConfig:
     address: Address
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
-    max_idle: int = 256  # per address
+    max_idle: int = 1024  # per address; below the peak concurrency it churns connections
     idle_timeout: float = 50.0
     max_age: float = 0.0  # seconds a connection may live, 0 = no limit
     balance: str = "least_outstanding"

@@ -87,7 +87,7 @@ def test_defaults() -> None:
         address=Address("127.0.0.1", 8081),
         connect_timeout=5.0,
         response_timeout=60.0,
-        max_idle=256,
+        max_idle=1024,
         idle_timeout=50.0,
     )
     assert config.close == CloseConfig(ratio=0.0, seed=None, linger=2.0)
