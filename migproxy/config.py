@@ -179,6 +179,7 @@ class DrainConfig:
 class LimitsConfig:
     max_header_bytes: int = 65536
     max_headers: int = 100
+    max_body_bytes: int = 0  # 0: no limit
     head_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     body_timeout: float = 60.0
@@ -536,6 +537,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         {
             "max_header_bytes": int_between(1024, 16 * 1024 * 1024),
             "max_headers": int_between(1, 10_000),
+            "max_body_bytes": int_between(0, 2**62),
             "head_timeout": positive,
             "keepalive_timeout": positive,
             "body_timeout": positive,

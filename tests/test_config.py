@@ -109,7 +109,8 @@ def test_every_key_is_read() -> None:
         '[upstream]\naddress = "backend.internal:9000"\nconnect_timeout = 1\n'
         "response_timeout = 2.5\nmax_idle = 0\nidle_timeout = 3\n"
         "[close]\nratio = 1\nseed = -7\nlinger = 0\n"
-        "[limits]\nmax_header_bytes = 1024\nmax_headers = 10000\nhead_timeout = 4\n"
+        "[limits]\nmax_header_bytes = 1024\nmax_headers = 10000\nmax_body_bytes = 7\n"
+        "head_timeout = 4\n"
         "keepalive_timeout = 5\nbody_timeout = 6\n"
         '[proxy]\nforwarded = "none"\nvia = true\n'
         '[log]\nlevel = "debug"\naccess_log = true\n'
@@ -118,7 +119,7 @@ def test_every_key_is_read() -> None:
         listen=ListenConfig(Address("::", 80), 16, 2),
         upstream=UpstreamConfig(Address("backend.internal", 9000), 1.0, 2.5, 0, 3.0),
         close=CloseConfig(1.0, -7, 0.0),
-        limits=LimitsConfig(1024, 10000, 4.0, 5.0, 6.0),
+        limits=LimitsConfig(1024, 10000, 7, 4.0, 5.0, 6.0),
         proxy=ProxyConfig("none", True),
         log=LogConfig("debug", True),
         source="proxy.toml",
@@ -278,6 +279,18 @@ BAD_CONFIGS = [
         "limits.max_headers",
         "must be an integer between 1 and 10000, got 10001",
         id="max-headers-big",
+    ),
+    _bad(
+        BASE + "[limits]\nmax_body_bytes = -1\n",
+        "limits.max_body_bytes",
+        "must be an integer between 0 and 4611686018427387904, got -1",
+        id="max-body-bytes-negative",
+    ),
+    _bad(
+        BASE + '[limits]\nmax_body_bytes = "1M"\n',
+        "limits.max_body_bytes",
+        'must be an integer between 0 and 4611686018427387904, got "1M"',
+        id="max-body-bytes-string",
     ),
     _bad(
         BASE + "[limits]\nhead_timeout = -1.5\n",

@@ -32,6 +32,7 @@ from migproxy.http1.framing import (
     ChunkedBody,
     LengthBody,
     UntilCloseBody,
+    body_too_large,
 )
 from migproxy.http1.parse import find_head_end, parse_request_head, parse_response_head
 
@@ -61,9 +62,18 @@ _UNTIL_CLOSE_BODY = BodyKind.UNTIL_CLOSE
 
 
 class _Reader:
-    __slots__ = ("_buf", "_pos", "_eof", "_body", "state", "max_head_bytes", "max_fields")
+    __slots__ = (
+        "_buf",
+        "_pos",
+        "_eof",
+        "_body",
+        "state",
+        "max_head_bytes",
+        "max_fields",
+        "max_body_bytes",
+    )
 
-    def __init__(self, max_head_bytes: int, max_fields: int) -> None:
+    def __init__(self, max_head_bytes: int, max_fields: int, max_body_bytes: int = 0) -> None:
         self._buf = b""
         self._pos = 0
         self._eof = False
@@ -71,6 +81,7 @@ class _Reader:
         self.state = _HEAD
         self.max_head_bytes = max_head_bytes
         self.max_fields = max_fields
+        self.max_body_bytes = max_body_bytes  # 0: no limit
 
     def receive_data(self, data: bytes) -> None:
         if self._pos >= len(self._buf):
@@ -147,14 +158,18 @@ class _Reader:
         if kind is _LENGTH_BODY:
             return LengthBody(length)
         if kind is _CHUNKED_BODY:
-            return ChunkedBody(self.max_head_bytes, self.max_fields)
+            return ChunkedBody(self.max_head_bytes, self.max_fields, self.max_body_bytes)
         if kind is _UNTIL_CLOSE_BODY:
             return UntilCloseBody()
         return EMPTY_BODY
 
 
 class RequestReader(_Reader):
-    """Turns a client's bytes into RequestHead, Data, EndOfMessage and ConnectionClosed."""
+    """Turns a client's bytes into RequestHead, Data, EndOfMessage and ConnectionClosed.
+
+    With `max_body_bytes`, a request whose Content-Length is larger fails at its head (413,
+    nothing of it is returned), and a chunked one at the chunk that would take it past.
+    """
 
     # next_event() is written out in each reader rather than shared in _Reader: one shared
     # method, called with two classes, defeats CPython 3.11's per-call-site specialisation of
@@ -190,6 +205,8 @@ class RequestReader(_Reader):
         if end < 0:
             return self._at_eof_in_head()
         head = parse_request_head(self._buf, self._pos, end, self.max_fields)
+        if head.length > self.max_body_bytes > 0:
+            raise body_too_large(self.max_body_bytes)
         self._pos = end
         self._body = self._body_reader(head.body, head.length)
         self.state = _BODY

@@ -93,16 +93,29 @@ class ChunkedBody:
 
     States: reading a size line (`remaining` < 0), chunk data (`remaining` > 0), the CRLF that
     ends a chunk (`need_crlf`), or the trailer section after the last chunk (`in_trailers`).
+
+    `max_size` (0: none) bounds the decoded body: a chunk whose size line would take the body
+    past it is refused (413) before any byte of that chunk is passed on.
     """
 
-    __slots__ = ("remaining", "need_crlf", "in_trailers", "max_trailer_bytes", "max_fields")
+    __slots__ = (
+        "remaining",
+        "need_crlf",
+        "in_trailers",
+        "max_trailer_bytes",
+        "max_fields",
+        "max_size",
+        "size",
+    )
 
-    def __init__(self, max_trailer_bytes: int, max_fields: int) -> None:
+    def __init__(self, max_trailer_bytes: int, max_fields: int, max_size: int = 0) -> None:
         self.remaining = -1
         self.need_crlf = False
         self.in_trailers = False
         self.max_trailer_bytes = max_trailer_bytes
         self.max_fields = max_fields
+        self.max_size = max_size
+        self.size = 0  # the sum of the chunk sizes read so far
 
     def read(self, buf: bytes, pos: int) -> Read:
         while True:
@@ -146,6 +159,9 @@ class ChunkedBody:
         if size == 0:
             self.in_trailers = True
         else:
+            self.size += size
+            if self.max_size and self.size > self.max_size:
+                raise body_too_large(self.max_size)
             self.remaining = size
         return end + 2
 
@@ -167,6 +183,11 @@ class ChunkedBody:
 
 
 BodyReader = EmptyBody | LengthBody | UntilCloseBody | ChunkedBody
+
+
+def body_too_large(max_size: int) -> RemoteProtocolError:
+    """The error for a request body over its limit: 413 Content Too Large (RFC 9110 §15.5.14)."""
+    return RemoteProtocolError(f"request body larger than {max_size} bytes", 413)
 
 
 def encode_chunk(data: bytes) -> bytes:

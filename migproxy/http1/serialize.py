@@ -14,6 +14,7 @@ _CHUNKED_BODY = BodyKind.CHUNKED
 _STATUS_REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
+    413: b"Content Too Large",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     501: b"Not Implemented",

@@ -143,7 +143,9 @@ class ClientProtocol(asyncio.Protocol):
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         limits = ctx.config.limits
-        self.reader = RequestReader(limits.max_header_bytes, limits.max_headers)
+        self.reader = RequestReader(
+            limits.max_header_bytes, limits.max_headers, limits.max_body_bytes
+        )
         self.transport: asyncio.Transport | None = None
         self.client_ip = b"-"
         self._forwarding = b""  # the lines the proxy adds to each forwarded request

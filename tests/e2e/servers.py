@@ -226,6 +226,36 @@ def run_nginx(nginx: str) -> Iterator[int]:
 Script = Callable[[socket.socket, bytes], None]
 
 
+POLL_LIMIT = 5.0  # most seconds read_until_closed and wait_until run
+
+
+def read_until_closed(sock: socket.socket, into: bytearray | None = None) -> bytes:
+    """For a ScriptedUpstream script: everything the peer sends until it closes or resets
+    (bounded in time); each piece is also appended to `into` as it arrives, if given."""
+    data = bytearray() if into is None else into
+    start = len(data)
+    deadline = time.monotonic() + POLL_LIMIT
+    while time.monotonic() < deadline:
+        try:
+            piece = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not piece:
+            break
+        data += piece
+    return bytes(data[start:])
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` until it holds (bounded in time; fails naming `what`)."""
+    deadline = time.monotonic() + POLL_LIMIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def answer_ok(sock: socket.socket, head: bytes) -> None:
     """A ScriptedUpstream script: a keep-alive 200 with a two-byte body, for any request."""
     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

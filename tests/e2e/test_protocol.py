@@ -79,11 +79,13 @@ class CurlResponse:
         return values(self.fields, name)
 
 
-def run_curl(*args: str) -> CurlResponse:
-    """One curl transfer with the response heads in its output (`-i`), parsed."""
+def run_curl(*args: str, stdin: bytes = b"") -> CurlResponse:
+    """One curl transfer with the response heads in its output (`-i`), parsed; `stdin` is
+    what curl reads for `@-` arguments."""
     curl = require_tool("curl")
     proc = subprocess.run(
         [curl, "-sS", "-i", "--max-time", str(CLIENT_TIMEOUT), *args],
+        input=stdin,
         capture_output=True,
         timeout=CLIENT_TIMEOUT + 10,
         check=False,

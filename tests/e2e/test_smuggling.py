@@ -8,19 +8,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import Proxy, ScriptedUpstream, run_proxy
+from tests.e2e.servers import (
+    Proxy,
+    ScriptedUpstream,
+    read_until_closed,
+    run_proxy,
+    wait_until,
+)
 
 MAX_HEADER_BYTES = 4096  # limits.max_header_bytes of the proxy under test
 MAX_HEADERS = 20  # limits.max_headers of the proxy under test
 CLIENT_TIMEOUT = 5.0
-WAIT_LIMIT = 5.0  # most seconds any polling loop below runs
 OK_BODY = b"ok\n"
 # close.linger: short, so that stopping a proxy does not wait long on lingering connections.
 CLOSE: dict[str, object] = {"linger": 0.5}
@@ -201,23 +205,6 @@ class Env:
     after_head: dict[bytes, bytes] = field(default_factory=dict)
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the peer sends until it closes or resets (bounded in time)."""
-    data = b""
-    deadline = time.monotonic() + WAIT_LIMIT
-    while time.monotonic() < deadline:
-        try:
-            piece = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except OSError:
-            break
-        if not piece:
-            break
-        data += piece
-    return data
-
-
 # The C head parser runs on both loops; the pure-Python one (its specification, and what runs
 # where no C compiler was at hand) must refuse the same requests.
 @pytest.fixture(
@@ -274,13 +261,6 @@ def assert_rejected(client: RawClient, status: int) -> None:
     assert client.at_eof(), "the server did not close the connection after its error response"
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_LIMIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @contextlib.contextmanager
 def on_warm_pool(env: Env, *forwarded: bytes, why: str) -> Iterator[RawClient]:
     """A new client connection while an upstream connection waits idle in the pool, as it
@@ -332,10 +312,10 @@ def test_bad_chunk_arriving_later_aborts_upstream_without_a_body_end(env: Env) -
     line = b"POST /split-%d HTTP/1.1" % n
     with connect(env.proxy.port) as client:
         client.send(line + b"\r\nHost: t\r\n" + CHUNKED + b"\r\n")
-        wait_for(lambda: line in request_lines(env.upstream.heads), "the forwarded head")
+        wait_until(lambda: line in request_lines(env.upstream.heads), "the forwarded head")
         client.send(b"zz\r\nhello\r\n0\r\n\r\n")
         assert_rejected(client, 400)
-    wait_for(lambda: line in env.after_head, "the upstream to see its connection end")
+    wait_until(lambda: line in env.after_head, "the upstream to see its connection end")
     assert env.after_head[line] == b"", "body bytes of a malformed chunked request were forwarded"
     get_ok(env.proxy.port, b"/after-%d" % n)
 

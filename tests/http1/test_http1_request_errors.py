@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import pytest
 
 from migproxy.errors import RemoteProtocolError
 from migproxy.http1.connection import ReaderState, RequestReader
-from tests.http1.reader_events import bytewise, feed
+from migproxy.http1.events import Pause
+from tests.http1.reader_events import Summary, bytewise, feed, summarize
 
 pytestmark = pytest.mark.usefixtures("head_parser")
 
@@ -157,3 +159,72 @@ def test_malformed_request_byte_at_a_time(raw: bytes, status: int) -> None:
 
 def test_malformed_table_is_large_enough() -> None:
     assert len(MALFORMED) >= 30
+
+
+# limits.max_body_bytes: a body over the limit fails before any byte beyond the limit is given
+# out, and a body of exactly the limit passes.
+MAX_BODY = 10
+
+
+def limited_events(raw: bytes, *, whole: bool) -> tuple[list[Summary], RemoteProtocolError | None]:
+    """The events a reader with MAX_BODY gives for `raw`, and the error that stopped it."""
+    reader = RequestReader(MAX_HEAD, MAX_FIELDS, MAX_BODY)
+    out: list[Summary] = []
+    for piece in [raw] if whole else bytewise(raw):
+        reader.receive_data(piece)
+        try:
+            ev = reader.next_event()
+            while not isinstance(ev, Pause):
+                out.append(summarize(ev))
+                ev = reader.next_event()
+        except RemoteProtocolError as err:
+            assert reader.state is ReaderState.ERROR
+            return out, err
+    return out, None
+
+
+def body_bytes(events: list[Summary]) -> bytes:
+    """The body the events carried: their Data payloads, joined."""
+    payloads = [ev[1] for ev in events if ev[0] == "data"]
+    assert all(isinstance(payload, bytes) for payload in payloads)
+    return b"".join(cast(list[bytes], payloads))
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "bytewise"])
+@pytest.mark.parametrize(
+    ("raw", "passed", "fails"),
+    [
+        pytest.param(post(b"Content-Length: 10") + b"x" * 10, b"x" * 10, False, id="length-at"),
+        pytest.param(post(b"Content-Length: 11") + b"x" * 11, b"", True, id="length-over"),
+        pytest.param(post(b"Content-Length: 99999999999") + b"x", b"", True, id="length-far-over"),
+        pytest.param(
+            CHUNKED_POST + b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n",
+            b"abcdefghij",
+            False,
+            id="chunked-at",
+        ),
+        pytest.param(
+            CHUNKED_POST + b"4\r\nabcd\r\n7\r\nefghijk\r\n0\r\n\r\n",
+            b"abcd",
+            True,
+            id="chunked-over",
+        ),
+        pytest.param(CHUNKED_POST + b"ffffffff\r\nab", b"", True, id="chunked-first-over"),
+    ],
+)
+def test_body_over_max_body_bytes_is_refused_413(
+    raw: bytes, passed: bytes, fails: bool, whole: bool
+) -> None:
+    events, err = limited_events(raw, whole=whole)
+    assert body_bytes(events) == passed
+    if fails:
+        assert err is not None and err.status_hint == 413
+        assert err.reason == "request body larger than 10 bytes"
+    else:
+        assert err is None and events[-1][0] == "end"
+
+
+def test_no_limit_by_default() -> None:
+    reader = RequestReader(MAX_HEAD, MAX_FIELDS)
+    events = feed(reader, [post(b"Content-Length: 100000") + b"x" * 100_000])
+    assert len(body_bytes(events)) == 100_000
