@@ -1,30 +1,43 @@
 # Configuration: read the TOML file, validate every key, return typed and frozen settings.
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
-import re
-import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
+# Address and Epoch are config types too: `from migproxy.config import Address` keeps working.
+from migproxy.config_values import Address as Address
+from migproxy.config_values import Epoch as Epoch
+from migproxy.config_values import (
+    dns_name_or_empty,
+    epoch_time,
+    host_list,
+    host_or_empty,
+    host_port,
+    host_port_or_off,
+    http_path,
+    ip_list,
+    label_value,
+    name_servers,
+    network_list,
+    path_prefix_list,
+    token,
+    worker_count,
+)
 from migproxy.values import (
     Validator,
     boolean,
     fraction,
     int_between,
     integer,
-    is_int,
     non_negative,
     number,
     one_of,
     positive,
     show,
-    string_list,
-    wrong,
 )
 
 FORWARDED_MODES = ("x-forwarded", "forwarded", "none")
@@ -45,16 +58,6 @@ class ConfigError(Exception):
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str, str]]:
         return (type(self), (self.source, self.key, self.reason))
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +149,6 @@ class CloseConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Epoch:
-    """The start of a migration epoch: connections opened before it are stale."""
-
-    at: float | None = None  # Unix time; None: no epoch
-    # As configured: a reload sets a new epoch only when this changes ("now" stays "now").
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class MigrationConfig:
     epoch: Epoch = Epoch()
     # A new epoch starts by itself when the share of watch_name's DNS answers that point at
@@ -229,103 +223,6 @@ class Config:
     source: str = "<config>"
 
 
-_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def parse_address(text: str) -> Address:
-    """Parse "host:port" or "[ipv6]:port"; raise ValueError saying what is wrong."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError('IPv6 address must be written "[addr]:port"')
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"invalid IPv6 address {host!r}") from None
-        return Address(host, _parse_port(port))
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise ValueError("missing port")
-    if "/" in text:
-        raise ValueError("must not contain a scheme or a path")
-    if ":" in host:
-        raise ValueError('IPv6 address must be in brackets, e.g. "[::1]:8080"')
-    if not host:
-        raise ValueError("missing host")
-    if not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"invalid host {host!r}")
-    return Address(host, _parse_port(port))
-
-
-def _parse_port(text: str) -> int:
-    if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
-        return int(text)
-    raise ValueError("port must be an integer between 1 and 65535")
-
-
-def _address(value: object) -> Address:
-    if not isinstance(value, str):
-        raise wrong('a "host:port" string', value)
-    try:
-        return parse_address(value)
-    except ValueError as err:
-        raise wrong(f'"host:port" or "[ipv6]:port" ({err})', value) from None
-
-
-def _address_or_off(value: object) -> Address | None:
-    if value == "":
-        return None
-    return _address(value)
-
-
-_LABEL_VALUE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
-
-
-def _label_value(value: object) -> str:
-    if isinstance(value, str) and _LABEL_VALUE.fullmatch(value):
-        return value
-    raise wrong("1 to 32 of a-z, 0-9, '_', '.', '-' (starting with a letter or digit)", value)
-
-
-def _token(value: object) -> str:
-    if isinstance(value, str) and value.isprintable() and " " not in value:
-        return value
-    raise wrong("a string of printable characters without spaces", value)
-
-
-def _nameserver(text: str) -> Address:
-    try:
-        return Address(str(ipaddress.ip_address(text)), 53)
-    except ValueError:
-        if ":" not in text:
-            raise ValueError("not an IP address (a name server must be an IP address)") from None
-    address = parse_address(text)
-    try:
-        ipaddress.ip_address(address.host)
-    except ValueError:
-        raise ValueError("a name server must be an IP address, not a name") from None
-    return address
-
-
-_nameservers = string_list(
-    'an array of IP addresses, each "ip", "ip:port" or "[ipv6]:port"', _nameserver
-)
-
-_PATH = re.compile(r"/[!-~]*")
-
-
-def _http_path(value: object) -> str:
-    if isinstance(value, str) and _PATH.fullmatch(value):
-        return value
-    raise wrong('a path starting with "/" (printable ASCII, no spaces)', value)
-
-
-def _host_or_empty(value: object) -> str:
-    if isinstance(value, str) and (value == "" or re.fullmatch(r"[A-Za-z0-9.:\[\]_-]+", value)):
-        return value
-    raise wrong("a host name (optionally with :port) or an empty string", value)
-
-
 # Kernel limits of the TCP keep-alive options (include/net/tcp.h): seconds and probes.
 _KEEPALIVE_VALIDATORS: dict[str, Validator] = {
     "enabled": boolean,
@@ -361,75 +258,6 @@ def _check_close(section: CloseConfig) -> tuple[str, str] | None:
     return None
 
 
-def _scope_host(text: str) -> str:
-    if not _HOSTNAME.fullmatch(text):
-        raise ValueError("not a host name")
-    return text.lower()
-
-
-def _scope_path(text: str) -> str:
-    if not _PATH.fullmatch(text) or "?" in text or "#" in text:
-        raise ValueError('not a path prefix starting with "/" (without "?" or "#")')
-    return text
-
-
-def _scope_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise ValueError('not an IP network such as "10.0.0.0/8" or "::1/128"') from None
-
-
-_host_list = string_list("an array of host names", _scope_host)
-_path_list = string_list('an array of path prefixes ("/api")', _scope_path)
-_network_list = string_list('an array of networks ("10.0.0.0/8")', _scope_network)
-
-
-def _epoch(value: object) -> Epoch:
-    """`[migration] epoch`: "" (none), "now", or an RFC 3339 time with a UTC offset."""
-    if not isinstance(value, str):
-        raise wrong('an RFC 3339 time, "now" or ""', value)
-    if value == "":
-        return Epoch()
-    if value == "now":
-        return Epoch(time.time(), value)
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        raise wrong('an RFC 3339 time such as "2026-11-26T10:00:00Z", "now" or ""', value) from None
-    if moment.tzinfo is None:
-        raise wrong("an RFC 3339 time with a UTC offset (Z or +hh:mm)", value)
-    return Epoch(moment.timestamp(), value)
-
-
-def _workers(value: object) -> int:
-    if value == "auto":
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-    if is_int(value) and 1 <= value <= 256:
-        return value
-    raise wrong('an integer between 1 and 256, or "auto" (one per CPU)', value)
-
-
-def _dns_name_or_empty(value: object) -> str:
-    if isinstance(value, str) and (value == "" or _HOSTNAME.fullmatch(value)):
-        return value
-    raise wrong('a DNS name such as "api.example.com", or ""', value)
-
-
-def _ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ValueError("not an IP address") from None
-
-
-_ip_list = string_list("an array of IP addresses", _ip)
-
-
 def _check_migration(section: MigrationConfig) -> tuple[str, str] | None:
     if section.watch_name and not section.vip_addresses:
         return "vip_addresses", "required with watch_name (the addresses of this VIP)"
@@ -447,7 +275,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     "listen": (
         ListenConfig,
         {
-            "address": _address,
+            "address": host_port,
             "backlog": int_between(1, 65535),
             "accept_queues": int_between(1, 64),
         },
@@ -457,14 +285,14 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     "upstream": (
         UpstreamConfig,
         {
-            "address": _address,
+            "address": host_port,
             "connect_timeout": positive,
             "response_timeout": positive,
             "max_idle": int_between(0, 100_000),
             "idle_timeout": positive,
             "max_age": non_negative,
             "balance": one_of(BALANCE_MODES),
-            "nameservers": _nameservers,
+            "nameservers": name_servers,
             "min_ttl": non_negative,
             "max_ttl": positive,
             "stale_ttl": non_negative,
@@ -477,8 +305,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         {
             "enabled": boolean,
             "check": one_of(HEALTH_CHECKS),
-            "path": _http_path,
-            "host": _host_or_empty,
+            "path": http_path,
+            "host": host_or_empty,
             "interval": positive,
             "timeout": positive,
             "rise": int_between(1, 100),
@@ -509,16 +337,16 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     ),
     "close.scope": (
         ScopeConfig,
-        {"hosts": _host_list, "paths": _path_list, "clients": _network_list},
+        {"hosts": host_list, "paths": path_prefix_list, "clients": network_list},
         None,
     ),
     "migration": (
         MigrationConfig,
         {
-            "epoch": _epoch,
-            "watch_name": _dns_name_or_empty,
-            "vip_addresses": _ip_list,
-            "nameservers": _nameservers,
+            "epoch": epoch_time,
+            "watch_name": dns_name_or_empty,
+            "vip_addresses": ip_list,
+            "nameservers": name_servers,
             "sample_interval": positive,
             "samples": int_between(1, 1000),
             "share_change": number("a number between 0.01 and 1.0", lambda n: 0.01 <= n <= 1.0),
@@ -526,7 +354,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
         },
         _check_migration,
     ),
-    "server": (ServerConfig, {"workers": _workers}, None),
+    "server": (ServerConfig, {"workers": worker_count}, None),
     "drain": (
         DrainConfig,
         {"delay": non_negative, "idle_grace": non_negative, "timeout": positive},
@@ -546,8 +374,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
     ),
     "proxy": (ProxyConfig, {"forwarded": one_of(FORWARDED_MODES), "via": boolean}, None),
     "log": (LogConfig, {"level": one_of(LOG_LEVELS), "access_log": boolean}, None),
-    "admin": (AdminConfig, {"address": _address_or_off, "token": _token}, None),
-    "metrics": (MetricsConfig, {"vip": _label_value}, None),
+    "admin": (AdminConfig, {"address": host_port_or_off, "token": token}, None),
+    "metrics": (MetricsConfig, {"vip": label_value}, None),
 }
 _TOP_LEVEL = tuple(name for name in _SECTIONS if "." not in name)
 

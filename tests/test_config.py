@@ -26,9 +26,9 @@ from migproxy.config import (
     TcpKeepaliveConfig,
     UpstreamConfig,
     load_config,
-    parse_address,
     parse_config,
 )
+from migproxy.config_values import parse_address
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "migproxy.example.toml"
 LISTEN = '[listen]\naddress = "127.0.0.1:8080"\n'
