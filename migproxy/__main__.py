@@ -11,6 +11,7 @@ from pathlib import Path
 
 from migproxy import __version__
 from migproxy.config import Config, ConfigError, load_config
+from migproxy.fdlimit import raise_open_files_limit
 from migproxy.loop import loop_factory
 
 
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: ok")
         return 0
     _setup_logging(config, f"worker {args.index}" if args.command == "worker" else "")
+    if args.command == "run":
+        raise_open_files_limit()  # workers inherit it
     from migproxy.lifecycle import serve
     from migproxy.upstream.resolver import ResolveError
 

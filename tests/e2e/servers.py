@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -116,11 +117,13 @@ def run_proxy(
     *,
     uvloop: bool = True,
     env: dict[str, str] | None = None,
+    nofile: tuple[int, int] | None = None,
     **sections: dict[str, object],
 ) -> Iterator[Proxy]:
     """Start `migproxy run` in front of 127.0.0.1:upstream_port; sections override config.
 
-    `uvloop=False` runs the proxy on the stdlib asyncio loop instead.
+    `uvloop=False` runs the proxy on the stdlib asyncio loop instead; `nofile` starts it
+    with that (soft, hard) RLIMIT_NOFILE.
     """
     port = free_port()
     admin_port = free_port()
@@ -146,6 +149,7 @@ def run_proxy(
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},
+                preexec_fn=None if nofile is None else lambda: set_nofile(nofile),
             )
         try:
             wait_for_port(port, proc, START_TIMEOUT)
@@ -224,6 +228,10 @@ def run_nginx(nginx: str) -> Iterator[int]:
 
 
 Script = Callable[[socket.socket, bytes], None]
+
+
+def set_nofile(limits: tuple[int, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 POLL_LIMIT = 5.0  # most seconds read_until_closed and wait_until run
