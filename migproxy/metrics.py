@@ -15,6 +15,8 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from migproxy import __version__
+from migproxy.http1 import parse
 from migproxy.policy.close import POLICY_REASONS, CloseReason
 from migproxy.policy.gate import Hold
 from migproxy.stats import (
@@ -77,6 +79,7 @@ class Metrics:
     migration_dns_samples: dict[DnsSample, Counter]
     reloads: dict[str, Counter]  # by result: "ok", "error" (reload itself is #5)
     last_reload_success: Gauge
+    build_info: Gauge
 
 
 def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
@@ -277,6 +280,16 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         namespace=NAMESPACE,
         registry=registry,
     )
+    build_info = Gauge(
+        "build_info",
+        "Always 1: the version, and the head parser this process runs (c, or python when the "
+        "C extension was not built, which costs about a third more CPU per request).",
+        ["vip", "version", "parser"],
+        multiprocess_mode="max",
+        namespace=NAMESPACE,
+        registry=registry,
+    )
+    build_info.labels(vip, __version__, "c" if parse.ACCELERATED else "python").set(1)
     return Metrics(
         families=(
             requests,
@@ -305,6 +318,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
             dns_samples,
             reloads,
             last_reload,
+            build_info,
         ),
         requests=tuple(
             tuple(requests.labels(vip, state, cohort, cls) for cls in STATUS_CLASSES)
@@ -338,6 +352,7 @@ def build_metrics(registry: CollectorRegistry | None, vip: str) -> Metrics:
         migration_dns_samples={r: dns_samples.labels(vip, r.value) for r in DnsSample},
         reloads={result: reloads.labels(vip, result) for result in ("ok", "error")},
         last_reload_success=last_reload.labels(vip),
+        build_info=build_info,
     )
 
 

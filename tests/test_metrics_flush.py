@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from migproxy import __version__
+from migproxy.http1.parse import ACCELERATED
 from migproxy.metrics import build_metrics, flush
 from migproxy.policy.close import CloseReason
 from migproxy.policy.gate import Hold
@@ -104,3 +106,10 @@ def test_upstream_durations_reach_the_histogram_as_observe_would_put_them() -> N
     theirs = histogram_samples(reference, name)
     assert ours == theirs
     assert stats.upstream_seconds.total == 0.0 and not any(stats.upstream_seconds.counts)
+
+
+def test_build_info_names_the_version_and_the_parser() -> None:
+    registry, _ = fresh()
+    build_metrics(registry, "old")
+    labels = {"vip": "old", "version": __version__, "parser": "c" if ACCELERATED else "python"}
+    assert registry.get_sample_value("migproxy_build_info", labels) == 1.0
