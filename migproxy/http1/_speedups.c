@@ -319,15 +319,17 @@ parse_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char 
     if (!PyBytes_CheckExact(args[0])) {
         return 1;  /* bytearray, memoryview...: parse.py takes those */
     }
-    *start = PyLong_AsSsize_t(args[1]);
-    *end = PyLong_AsSsize_t(args[2]);
-    *max_fields = PyLong_AsSsize_t(args[3]);
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        return 1;
+    Py_ssize_t *ints[3] = {start, end, max_fields};
+    for (int i = 0; i < 3; i++) {
+        *ints[i] = PyLong_AsSsize_t(args[i + 1]);
+        if (*ints[i] == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1;  /* not an int, or out of range: parse.py says what it makes of it */
+        }
     }
+    /* 0 <= start <= end <= size, checked before any subtraction (no overflow). */
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
-    if (*start < 0 || *end > size || *end - *start < 4) {
+    if (*start < 0 || *start > size || *end < *start || *end > size || *end - *start < 4) {
         return 1;
     }
     *buf = PyBytes_AS_STRING(args[0]);

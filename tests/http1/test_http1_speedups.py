@@ -430,3 +430,37 @@ def test_calls_before_bind_are_refused() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert done.stdout.strip() == "migproxy.http1.parse has not called bind()"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param(1, -(2**63), id="end-far-below-start"),
+        pytest.param(2**62, 2**62 + 10, id="start-past-the-buffer"),
+        pytest.param(5, 3, id="end-before-start"),
+        pytest.param(-1, 10, id="negative-start"),
+        pytest.param(0, 2**63, id="end-out-of-range"),
+        pytest.param(0, 10**30, id="end-not-a-machine-int"),
+    ],
+)
+def test_offsets_outside_the_buffer_are_handed_over(start: int, end: int) -> None:
+    # The readers never pass such offsets; the C code must still never read outside `buf`
+    # (an `end - start` that wrapped around once did) and answer what the spec answers.
+    require_accelerator()
+    for parse_head, spec, args in (
+        (parse.parse_request_head, parse.py_parse_request_head, (100,)),
+        (parse.parse_response_head, parse.py_parse_response_head, (100, b"GET")),
+    ):
+        head = b"xHTTP/1.1 200 OK\r\nHost: a\r\n\r\n"
+        c_error = spec_error = None
+        try:
+            c_result = outcome(parse_head, head, start, end, *args)
+        except (ValueError, OverflowError, IndexError) as err:
+            c_error = type(err)
+        try:
+            spec_result = outcome(spec, head, start, end, *args)
+        except (ValueError, OverflowError, IndexError) as err:
+            spec_error = type(err)
+        assert c_error == spec_error
+        if c_error is None:
+            assert c_result == spec_result
