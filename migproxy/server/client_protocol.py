@@ -538,6 +538,7 @@ class ClientProtocol(asyncio.Protocol):
     def _next_cycle(self) -> None:
         """The exchange is over on a connection that stays open: on to the next request."""
         self._request = None
+        self._response_done = False  # an error in the next head is answered, not cut short
         self.phase = _IDLE
         self.deadline = self.ctx.now + self.ctx.keepalive_timeout
         self.reader.start_next_cycle()

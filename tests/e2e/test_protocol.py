@@ -390,6 +390,41 @@ def test_early_response_keeps_connection_alive() -> None:
     assert upstream.connections == 1
 
 
+def refuse_at_once(sock: socket.socket, head: bytes) -> None:
+    """A ScriptedUpstream script: a whole 401 before any of the request body is read."""
+    sock.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\n\r\nnope!")
+
+
+@pytest.mark.parametrize(
+    ("bad_request", "status"),
+    [
+        pytest.param(b"GET /b HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400, id="two-hosts"),
+        pytest.param(
+            b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", 413, id="too-large"
+        ),
+    ],
+)
+def test_a_bad_request_after_an_early_response_is_answered(bad_request: bytes, status: int) -> None:
+    # The upstream answers a POST whole before its body arrives; the proxy reads and drops
+    # that body and keeps the connection. The next request is malformed: it must get its own
+    # error response, not a silent close (the early response's state once leaked into it).
+    with (
+        ScriptedUpstream(refuse_at_once) as upstream,
+        run_proxy(upstream.port, limits={"max_body_bytes": 1000}) as proxy,
+    ):
+        client = RawClient(proxy.port)
+        try:
+            client.send(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+            first = client.read_response()
+            client.send(b"0123456789")
+            client.send(bad_request)
+            second = client.read_response()
+        finally:
+            client.close()
+    assert (first.status, first.body) == (401, b"nope!")
+    assert second.status == status and second.announces_close, second.head
+
+
 # Bodyless responses and interim responses
 
 
