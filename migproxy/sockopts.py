@@ -1,4 +1,5 @@
-# Socket options of the TCP connections the proxy holds: keep-alive probing of idle peers.
+# Socket options of the TCP connections the proxy holds: keep-alive probing of idle peers,
+# and a reset instead of a FIN when a connection is abandoned (reset_on_close).
 #
 # Rules: this module only sets and reads options on a socket it is given; it never opens,
 # closes or waits. It accepts a real socket.socket and what a uvloop transport returns from
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Protocol
 
 from migproxy.config import TcpKeepaliveConfig
@@ -28,10 +30,28 @@ _TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
 
 
 class SocketOptions(Protocol):
-    """The part of a socket this module uses: integer options."""
+    """The part of a socket this module uses: integer options (and SO_LINGER's struct)."""
 
-    def setsockopt(self, level: int, optname: int, value: int, /) -> None: ...
+    def setsockopt(self, level: int, optname: int, value: int | bytes, /) -> None: ...
     def getsockopt(self, level: int, optname: int, /) -> int: ...
+
+
+# struct linger {l_onoff = 1, l_linger = 0}: close() then discards what is unsent and resets.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def reset_on_close(sock: SocketOptions) -> None:
+    """Make the next close of `sock` send a TCP reset instead of a FIN.
+
+    A proxy that must abandon a response it has begun needs this: a FIN ends a response whose
+    body is delimited by the connection's end as if it were complete (RFC 9112 §8: such a
+    response is complete unless the connection reports an error); a reset is that error.
+    asyncio's and uvloop's abort() only close.
+
+    Raises:
+        OSError: the socket refused the option (it is already closed).
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
 
 
 def apply_tcp_keepalive(sock: SocketOptions, settings: TcpKeepaliveConfig) -> None:

@@ -5,14 +5,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
 
 from migproxy.config import TcpKeepaliveConfig
 from migproxy.loop import loop_factory
-from migproxy.sockopts import apply_tcp_keepalive, read_tcp_keepalive
+from migproxy.sockopts import apply_tcp_keepalive, read_tcp_keepalive, reset_on_close
 from tests.e2e.blackhole import tcp_sockets
 
 SETTINGS = TcpKeepaliveConfig(enabled=True, idle=17, interval=4, count=5, user_timeout=21.5)
@@ -124,3 +126,29 @@ def test_transport_sockets_of_both_loops(use_uvloop: bool) -> None:
         client_side, server_side = runner.run(_open_through_transports())
     assert client_side == SETTINGS
     assert server_side == OTHER  # inherited from the listening socket, as in bind_listeners
+
+
+async def _linger_through_a_transport() -> tuple[int, int]:
+    """SO_LINGER of a transport's socket after reset_on_close (read back on a duplicate)."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    try:
+        sock = transport.get_extra_info("socket")
+        reset_on_close(sock)
+        with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+            onoff, seconds = struct.unpack(
+                "ii", dup.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+            )
+    finally:
+        transport.abort()
+        server.close()
+        await server.wait_closed()
+    return onoff, seconds
+
+
+@LOOPS
+def test_reset_on_close_sets_a_zero_linger_on_both_loops(use_uvloop: bool) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
+        assert runner.run(_linger_through_a_transport()) == (1, 0)

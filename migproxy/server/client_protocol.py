@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from time import monotonic
@@ -62,6 +63,7 @@ from migproxy.policy.close import (
     required_close,
 )
 from migproxy.proxy import ProxyContext
+from migproxy.sockopts import reset_on_close
 from migproxy.upstream.connection import UpstreamConnection
 from migproxy.upstream.group import UpstreamBackend
 
@@ -700,11 +702,17 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _abort(self) -> None:
+        """Drop the connection with a reset: the client must not take what it got as whole."""
         self._close_reason = self._close_reason or CloseReason.ERROR
         self.phase = _CLOSED
         self.deadline = INFINITY
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    reset_on_close(sock)
+            transport.abort()
 
     def _block_reading(self, reason: int) -> None:
         if not self._read_blocked and self.transport is not None:

@@ -86,11 +86,20 @@ def reset_mid_body(sock: socket.socket) -> None:
     reset(sock)
 
 
+def reset_mid_close_delimited(sock: socket.socket) -> None:
+    # A body delimited by the connection's end: only a reset, never a FIN, may tell the client
+    # that this one was cut short. The pause lets the proxy start the response first.
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial-")
+    time.sleep(0.2)
+    reset(sock)
+
+
 def silent_mid_body(sock: socket.socket) -> None:
     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome")
 
 
 BROKEN_BODIES[b"reset-mid-body"] = reset_mid_body
+BROKEN_BODIES[b"reset-mid-close-delimited"] = reset_mid_close_delimited
 BROKEN_BODIES[b"silent-mid-body"] = silent_mid_body
 
 
@@ -201,7 +210,9 @@ def test_response_broken_after_head_is_incomplete_for_client(env: Env, name: byt
 
 
 @pytest.mark.parametrize(
-    "name", [b"short-body-then-close", b"reset-mid-body"], ids=lambda n: n.decode()
+    "name",
+    [b"short-body-then-close", b"reset-mid-body", b"reset-mid-close-delimited"],
+    ids=lambda n: n.decode(),
 )
 def test_curl_reports_incomplete_transfer(env: Env, name: bytes) -> None:
     curl = require_tool("curl")
