@@ -48,8 +48,8 @@ def raise_open_files_limit() -> int:
             log.info("open files limit raised from %d to %d", soft, target)
     if target < LOW_LIMIT:
         log.warning(
-            "open files limit is %d: room for about %d clients at once; raise the hard limit "
-            "(LimitNOFILE= in a systemd unit, ulimit -Hn, docker --ulimit nofile=)",
+            "open files limit is %d: room for about %d clients at once per process; raise the "
+            "hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn, docker --ulimit nofile=)",
             target,
             target // 2,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
@@ -123,7 +124,8 @@ def run_proxy(
     """Start `migproxy run` in front of 127.0.0.1:upstream_port; sections override config.
 
     `uvloop=False` runs the proxy on the stdlib asyncio loop instead; `nofile` starts it
-    with that (soft, hard) RLIMIT_NOFILE.
+    with that (soft, hard) RLIMIT_NOFILE (through prlimit(1), which execs it: a preexec_fn
+    could deadlock the fork while other test threads hold locks).
     """
     port = free_port()
     admin_port = free_port()
@@ -142,14 +144,16 @@ def run_proxy(
         path.write_text(render_config(config))
         log_path = Path(tmp) / "migproxy.log"
         with log_path.open("wb") as log:
+            limit = []  # prlimit is util-linux's, on every Debian machine
+            if nofile is not None:
+                limit = [require_tool("prlimit"), f"--nofile={nofile[0]}:{nofile[1]}"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "migproxy", "run", "--config", str(path)]
+                [*limit, sys.executable, "-m", "migproxy", "run", "--config", str(path)]
                 + ([] if uvloop else ["--no-uvloop"]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},
-                preexec_fn=None if nofile is None else lambda: set_nofile(nofile),
             )
         try:
             wait_for_port(port, proc, START_TIMEOUT)
@@ -228,10 +232,6 @@ def run_nginx(nginx: str) -> Iterator[int]:
 
 
 Script = Callable[[socket.socket, bytes], None]
-
-
-def set_nofile(limits: tuple[int, int]) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 POLL_LIMIT = 5.0  # most seconds read_until_closed and wait_until run
