@@ -120,6 +120,7 @@ class ClientProtocol(asyncio.Protocol):
         "requests",
         "_forwarding",
         "_read_blocked",
+        "_write_paused",
         "_upstream",
         "_backend",
         "_connecting",
@@ -155,6 +156,10 @@ class ClientProtocol(asyncio.Protocol):
         self.deadline = INFINITY
         self.requests = 0
         self._read_blocked = 0
+        # Our write buffer is over its high-water mark: every upstream connection that carries
+        # an exchange of ours reads only when it is below again (not just the one of the
+        # moment: uvloop does not signal the same state twice).
+        self._write_paused = False
         self._upstream: UpstreamConnection | None = None
         self._backend: UpstreamBackend | None = None  # the address the exchange went to
         self._connecting: asyncio.Task[None] | None = None
@@ -214,6 +219,10 @@ class ClientProtocol(asyncio.Protocol):
             return False  # the client read our close; let the transport close
         self.reader.receive_eof()
         self._process_requests()
+        if self._request is not None and self.phase is not _TUNNEL and self.phase is not _CLOSED:
+            # The client half-closed after a complete request: its response announces the
+            # close, and the connection closes after it (not at the keep-alive timeout).
+            self._close_after = True
         return True  # keep our side open to finish a response in flight
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -236,10 +245,12 @@ class ClientProtocol(asyncio.Protocol):
         self._leave_backend()
 
     def pause_writing(self) -> None:
+        self._write_paused = True
         if self._upstream is not None:
             self._upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self._write_paused = False
         if self._upstream is not None:
             self._upstream.resume_reading()
 
@@ -312,10 +323,18 @@ class ClientProtocol(asyncio.Protocol):
         self._backend = backend
         conn = backend.pool.acquire(ctx.now)
         if conn is not None:
-            self._upstream = conn
-            conn.attach(self, head.method)
+            self._attach(conn, head.method, reused=True)
         else:
             self._connecting = ctx.loop.create_task(self._connect(backend))
+
+    def _attach(self, conn: UpstreamConnection, method: bytes, *, reused: bool) -> None:
+        """Carry the exchange on `conn`, under the flow control both sides are in now."""
+        self._upstream = conn
+        conn.attach(self, method, reused)
+        if self._write_paused:
+            conn.pause_reading()
+        if conn.writing_paused:  # still over high water from its previous exchange
+            self._block_reading(_BLOCK_UPSTREAM_FULL)
 
     def _leave_backend(self) -> None:
         backend = self._backend
@@ -337,8 +356,7 @@ class ClientProtocol(asyncio.Protocol):
         if self._request is None or self.phase is _CLOSED:
             self.ctx.release_upstream(conn)
             return
-        self._upstream = conn
-        conn.attach(self, self._request.method)
+        self._attach(conn, self._request.method, reused=False)
         conn.send_many(self._backlog)
         self._backlog = []
         self._backlog_size = 0
@@ -487,6 +505,10 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = INFINITY
             self.reader.start_tunnel()
             self._request_done = True
+            # What the client sent behind its request (the new protocol's first bytes, or its
+            # EOF) waits in the reader: pass it on now, not when the client sends more.
+            self._unblock_reading(_BLOCK_BACKLOG)
+            self._process_requests()
             return
         if request.version == 11:  # HTTP/1.0 clients do not understand 1xx (RFC 9110 §15.2)
             self._continue_sent = self._continue_sent or head.status == 100
@@ -519,7 +541,11 @@ class ClientProtocol(asyncio.Protocol):
                 ctx = self.ctx
                 ctx.upstreams.release(conn, ctx.now, ctx.draining)
             else:
-                conn.close()  # it may or may not still expect the rest of the body
+                # It may or may not still expect the rest of the body, and may not read it:
+                # abort (a graceful close could wait for it for ever), and stop waiting for
+                # its write buffer to drain.
+                conn.abort()
+                self._unblock_reading(_BLOCK_UPSTREAM_FULL)
         backend = self._backend
         if backend is not None:  # _leave_backend(), inlined on the per-exchange path
             backend.outstanding -= 1
@@ -552,11 +578,14 @@ class ClientProtocol(asyncio.Protocol):
             self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout
             self._process_requests()
+        elif self.ctx.draining:  # went idle during a drain: close after the grace period
+            self.shutdown(self.ctx.config.drain.idle_grace)
 
     def upstream_failed(self, err: UpstreamError) -> None:
         conn, self._upstream = self._upstream, None
         if conn is not None:
             conn.abort()
+            self._unblock_reading(_BLOCK_UPSTREAM_FULL)  # that connection's, gone with it
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
@@ -575,7 +604,12 @@ class ClientProtocol(asyncio.Protocol):
             self.flush_client()
             self._abort()  # the client must not take a truncated response as complete
         else:
-            keep = self._request_done and self._request.keep_alive and not self.ctx.draining
+            keep = (
+                self._request_done
+                and self._request.keep_alive
+                and not self._close_after
+                and not self.ctx.draining
+            )
             self._answer_error(err.status, str(err), close=not keep)
 
     def _may_retry(self, conn: UpstreamConnection, err: UpstreamError) -> bool:
@@ -589,7 +623,7 @@ class ClientProtocol(asyncio.Protocol):
         request = self._request
         return (
             type(err) is UpstreamClosed
-            and conn.requests > 1
+            and conn.reused  # it waited in the pool: the upstream may have closed it meanwhile
             and not conn.answered
             and not self._retried
             and not self._response_started
@@ -652,12 +686,21 @@ class ClientProtocol(asyncio.Protocol):
     def deadline_passed(self, now: float) -> None:
         """The phase's deadline has passed (called by ProxyContext.sweep)."""
         phase = self.phase
+        # Flow control can stall a side on the other's behalf: the silence is blamed on the
+        # side that stopped reading, not on the one held back.
         if phase is _WAIT:
-            self.upstream_failed(ResponseTimeout("upstream response timed out"))
+            if self._write_paused:  # the upstream was paused for us: the client stopped reading
+                log.info("%s: client stopped reading its response", self.client_ip.decode())
+                self._abort()
+            else:
+                self.upstream_failed(ResponseTimeout("upstream response timed out"))
         elif phase is _HEAD and self.reader.buffered():
             self._client_error(408, "request head not received in time")
         elif phase is _BODY:
-            self._client_error(408, "request body stalled")
+            if self._read_blocked & _BLOCK_UPSTREAM_FULL:
+                self.upstream_failed(ResponseTimeout("upstream stopped reading the request body"))
+            else:
+                self._client_error(408, "request body stalled")
         else:
             if phase is not _LINGER:
                 self._close_reason = (

@@ -54,6 +54,8 @@ class UpstreamConnection(asyncio.Protocol):
         "backend",
         "opened_at",
         "answered",
+        "reused",
+        "writing_paused",
     )
 
     def __init__(
@@ -77,6 +79,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.backend = backend  # the upstream address it is connected to
         self.opened_at = now
         self.answered = False  # a byte of the current exchange's response arrived
+        self.reused = False  # the current exchange took it from the pool
+        self.writing_paused = False  # its write buffer is over the high-water mark
 
     def is_usable(self) -> bool:
         return not self.closed and self.owner is None
@@ -90,11 +94,14 @@ class UpstreamConnection(asyncio.Protocol):
             and self.reader.buffered() == 0
         )
 
-    def attach(self, owner: ResponseSink, method: bytes) -> None:
+    def attach(self, owner: ResponseSink, method: bytes, reused: bool) -> None:
+        """Carry `owner`'s exchange; `reused`: it comes from the pool (it waited idle, even if
+        it carried nothing before, like the /readyz probe's)."""
         self.owner = owner
         self.requests += 1
         self.answered = False
-        self.stats.upstream_requests[self.requests > 1] += 1
+        self.reused = reused
+        self.stats.upstream_requests[reused] += 1
         self.reader.expect(method)
 
     def detach(self) -> None:
@@ -171,12 +178,16 @@ class UpstreamConnection(asyncio.Protocol):
         owner, self.owner = self.owner, None
         if owner is not None:
             owner.upstream_failed(UpstreamClosed("upstream closed the connection mid-exchange"))
+        else:
+            self.backend.pool.discard(self)  # closed while idle: no longer one to hand out
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.owner is not None:
             self.owner.upstream_writable(False)
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.owner is not None:
             self.owner.upstream_writable(True)
 

@@ -1,0 +1,78 @@
+# Edges of an exchange on in-memory transports: an upgrade with bytes behind it, a client that
+# half-closes after its request, a drain that begins mid-response, a pooled connection the
+# upstream closed while it waited, and the stale keep-alive retry of such a connection.
+from __future__ import annotations
+
+import asyncio
+
+from tests.server.harness import REQUEST, RESPONSE, pair
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n"
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n"
+
+
+def test_bytes_behind_an_upgrade_request_go_up_with_the_101(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # A protocol whose client speaks first: "hello" arrived with the request, and must not
+    # wait for the client's next bytes (which may never come before the server answers).
+    client, client_transport, upstream, upstream_transport = pair(loop)
+    client.data_received(UPGRADE + b"hello")
+    upstream.data_received(SWITCH)
+    assert client_transport.chunks[-1].startswith(b"HTTP/1.1 101 ")
+    assert upstream_transport.chunks[-1] == b"hello"
+
+
+def test_a_client_that_half_closes_after_its_request_gets_an_announced_close(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, upstream, _ = pair(loop)
+    client.data_received(REQUEST)
+    client.eof_received()
+    upstream.data_received(RESPONSE)
+    head = client_transport.chunks[-1]
+    assert b"\r\nConnection: close\r\n" in head and head.endswith(b"ok")
+    assert client_transport.eof_written, "closed after the response, not at the idle timeout"
+
+
+def test_a_connection_that_goes_idle_during_a_drain_closes_after_the_grace(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, upstream, _ = pair(loop)
+    ctx = client.ctx
+    client.data_received(REQUEST)
+    upstream.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")  # head sent
+    ctx.set_draining()  # too late to announce the close in this response
+    upstream.data_received(b"k")
+    assert client.deadline <= ctx.now + ctx.config.drain.idle_grace
+    client.deadline_passed(client.deadline)
+    assert client_transport.closed
+
+
+def test_a_pooled_connection_closed_by_the_upstream_leaves_the_pool(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, _, upstream, _ = pair(loop)
+    pool = upstream.backend.pool
+    assert len(pool) == 1
+    upstream.connection_lost(None)  # the upstream closed it while it waited
+    assert len(pool) == 0, "/readyz and /upstreams would count a dead connection"
+
+
+def test_a_pooled_connection_that_never_carried_a_request_is_retried_when_stale(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # The /readyz probe leaves a connection in the pool that carried nothing: it waited idle
+    # like any other, so the upstream closing it first is the stale keep-alive race.
+    client, client_transport, upstream, _ = pair(loop)
+    assert upstream.requests == 0
+    client.data_received(REQUEST)
+    assert upstream.owner is client and upstream.reused
+    upstream.connection_lost(None)
+    stats = client.ctx.stats
+    assert stats.upstream_retries == 1 and stats.upstream_errors == {}
+    assert client_transport.chunks == [], "no 502: the request goes again on a new connection"
+    task = client._connecting
+    assert task is not None
+    task.cancel()
+    loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
