@@ -322,8 +322,11 @@ class ClientProtocol(asyncio.Protocol):
         backend.outstanding += 1
         self._backend = backend
         conn = backend.pool.acquire(ctx.now)
-        if conn is not None:
-            self._attach(conn, head.method, reused=True)
+        if conn is not None:  # _attach(), inlined on the per-exchange path
+            self._upstream = conn
+            conn.attach(self, head.method, True)
+            if self._write_paused or conn.writing_paused:
+                self._apply_flow_control(conn)
         else:
             self._connecting = ctx.loop.create_task(self._connect(backend))
 
@@ -331,6 +334,11 @@ class ClientProtocol(asyncio.Protocol):
         """Carry the exchange on `conn`, under the flow control both sides are in now."""
         self._upstream = conn
         conn.attach(self, method, reused)
+        self._apply_flow_control(conn)
+
+    def _apply_flow_control(self, conn: UpstreamConnection) -> None:
+        """Pauses that hold now, passed to a newly attached upstream connection (uvloop does
+        not signal a state twice, so an exchange must inherit what is still in force)."""
         if self._write_paused:
             conn.pause_reading()
         if conn.writing_paused:  # still over high water from its previous exchange
