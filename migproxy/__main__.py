@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return lab_main(args_list[1:])
     args = _parser().parse_args(args_list)
+    if args.command in ("run", "worker"):
+        # A reload signal during start-up must not kill the process (SIGHUP's default action):
+        # ignore it until serve() or the supervisor installs its handler.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         config = load_config(args.config)
     except ConfigError as err:

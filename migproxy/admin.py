@@ -121,7 +121,8 @@ def token_refusal(token: str, request: web.Request) -> web.Response | None:
     if not token:
         return None
     given = request.headers.get("Authorization", "")
-    if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates: give them back as bytes.
+    if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode()):
         return None
     return web.Response(
         status=401,

@@ -165,8 +165,6 @@ async def serve(
     if admin is not None:
         host, port = admin.addresses[0][:2]
         log.info("admin endpoint on http://%s/", Address(host, port))
-        if worker is not None:
-            write_atomically(worker[1] / f"worker-{worker[0]}.port", str(port).encode())
     log.info(
         "listening on %s, forwarding to %s (%s), close.ratio=%s",
         listen,
@@ -196,6 +194,11 @@ async def serve(
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         tasks.append(loop.create_task(reloader.watch()))
+    if worker is not None and admin is not None:
+        # The supervisor's sign that this worker is up, written once signals are handled:
+        # from now on SIGHUP reloads and SIGTERM drains (before, SIGHUP was ignored).
+        port = admin.addresses[0][1]
+        write_atomically(worker[1] / f"worker-{worker[0]}.port", str(port).encode())
     tune_gc()
     if ready is not None:
         ready(ctx)

@@ -68,6 +68,8 @@ class ProxyContext:
 
     def _apply(self, config: Config) -> None:
         """Make `config` the one in force (everything but the epoch and the ramp)."""
+        if config.close.seed != self.config.close.seed:
+            self.rng.seed(config.close.seed)  # a new seed restarts the draws, as at start
         self.config = config
         self.rules = ForwardingRules(
             forwarded=config.proxy.forwarded,

@@ -56,6 +56,8 @@ class Worker:
     restarts: int = 0
     started_at: float = 0.0
     delay: float = RESTART_DELAY  # before the next restart
+    ready: bool = False  # it wrote its admin port: its signal handlers are in place
+    reload_pending: bool = False  # a SIGHUP came while it was starting
 
 
 class Supervisor:
@@ -76,12 +78,12 @@ class Supervisor:
         """Start the workers and supervise them until a signal drains them; the exit code."""
         loop = asyncio.get_running_loop()
         address = self.config.listen.address
-        check_address_free(address.host, address.port)  # fail here, not in every worker
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
         admin = None
         try:
+            check_address_free(address.host, address.port)  # fail here, not in every worker
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+            loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
             await asyncio.gather(*(self._start(worker) for worker in self.workers))
             admin = await self._start_admin()
             log.info(
@@ -111,6 +113,7 @@ class Supervisor:
         if self.no_uvloop:
             command.append("--no-uvloop")
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        worker.ready = False
         worker.process = await asyncio.create_subprocess_exec(*command, env=env)
         worker.started_at = time.monotonic()
         deadline = time.monotonic() + WORKER_START_TIMEOUT
@@ -119,6 +122,12 @@ class Supervisor:
                 raise RuntimeError(f"worker {worker.index} did not start")
             await asyncio.sleep(0.05)
         worker.admin_port = int(port_file.read_text())
+        worker.ready = True
+        if self.stopping:  # the stop signal came while it started: it drains too
+            worker.process.send_signal(signal.SIGTERM)
+        elif worker.reload_pending:  # the file may have changed after it read it
+            worker.reload_pending = False
+            worker.process.send_signal(signal.SIGHUP)
 
     async def _watch(self, worker: Worker) -> None:
         """Wait for the worker to exit; start it again unless the proxy is stopping."""
@@ -138,6 +147,8 @@ class Supervisor:
             if time.monotonic() - worker.started_at > STABLE_SECONDS:
                 worker.delay = RESTART_DELAY
             await asyncio.sleep(worker.delay)
+            if self.stopping:  # the proxy began to stop during the back-off
+                return
             worker.delay = min(worker.delay * 2, RESTART_DELAY_MAX)
             try:
                 await self._start(worker)
@@ -153,8 +164,14 @@ class Supervisor:
 
     def _forward(self, sig: signal.Signals) -> None:
         for worker in self.workers:
-            if worker.process is not None and worker.process.returncode is None:
+            if worker.process is None or worker.process.returncode is not None:
+                continue
+            if worker.ready:
                 worker.process.send_signal(sig)
+            elif sig == signal.SIGHUP:
+                worker.reload_pending = True  # delivered by _start() once it is up
+            # A stop signal for a worker still starting is delivered by _start() too: one
+            # sent now could reach it before its handler, or be its second (exit at once).
 
     # Admin endpoint of the whole proxy
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,3 +89,11 @@ def test_epoch_starts_with_its_closes_held_until_closes_from(
     assert ctx.policy.epoch == pytest.approx(ctx.epoch_at)
     ctx.set_epoch(None)
     assert ctx.policy.epoch is None and ctx.epoch_at == float("-inf")
+
+
+def test_a_reloaded_seed_restarts_the_draws(ctx: ProxyContext) -> None:
+    expected = random.Random(42)
+    ctx.apply_config(with_close(ctx, seed=42))
+    assert ctx.rng.random() == expected.random()
+    ctx.apply_config(with_close(ctx, seed=42, ratio=0.5))  # same seed: the draws go on
+    assert ctx.rng.random() == expected.random()

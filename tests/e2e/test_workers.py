@@ -8,14 +8,27 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 from tests.e2e.dns import NAME, ThreadedDns
 from tests.e2e.rawclient import RawClient
 from tests.e2e.scrape import fetch, post, samples, value
-from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, rewrite, run_proxy
+from tests.e2e.servers import (
+    Proxy,
+    ScriptedUpstream,
+    answer_ok,
+    free_port,
+    render_config,
+    rewrite,
+    run_proxy,
+    stop_process,
+)
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 WAIT_LIMIT = 15.0
@@ -151,3 +164,110 @@ def test_one_worker_samples_the_watched_name_and_every_worker_gets_its_epoch() -
             assert len({moment for _, moment in epochs}) == 1
             share = value(samples(proxy.admin_url), "migproxy_migration_dns_share", vip="default")
             assert share == 0.0
+
+
+def test_a_token_that_is_not_utf8_is_refused_not_a_500() -> None:
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, admin={"token": "s3cret"}) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=5) as sock,
+    ):
+        sock.sendall(
+            b"POST /reload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \xff\xfe\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+
+
+def is_ready(admin_port: int) -> bool:
+    try:
+        return fetch(f"http://127.0.0.1:{admin_port}/readyz")[0] == 200
+    except OSError:  # the admin endpoint is not up yet
+        return False
+
+
+def sighup_handled(pid: int) -> bool:
+    """Whether SIGHUP is ignored or caught by `pid` (bit 0 of SigIgn / SigCgt)."""
+    masks = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, val = line.partition(":")
+        masks[key] = int(val.strip() or "0", 16) if key in ("SigIgn", "SigCgt") else 0
+    return bool((masks.get("SigIgn", 0) | masks.get("SigCgt", 0)) & 1)
+
+
+def test_sighup_during_start_up_kills_no_worker(tmp_path: Path) -> None:
+    # Reload signals from the moment the proxy process handles them (its interpreter's own
+    # start-up is before that) until it is ready: the supervisor must not pass them to workers
+    # still starting (SIGHUP's default action would kill them); it delivers them once they are up.
+    with ScriptedUpstream(answer_ok) as upstream:
+        port, admin_port = free_port(), free_port()
+        config = tmp_path / "migproxy.toml"
+        config.write_text(
+            render_config(
+                {
+                    "listen": {"address": f"127.0.0.1:{port}"},
+                    "upstream": {"address": f"127.0.0.1:{upstream.port}"},
+                    "admin": {"address": f"127.0.0.1:{admin_port}"},
+                    "server": {"workers": 2},
+                }
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "migproxy", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + WAIT_LIMIT
+            while not sighup_handled(proc.pid):
+                assert time.monotonic() < deadline, "the proxy never handled SIGHUP"
+                time.sleep(0.01)
+            while not is_ready(admin_port):
+                assert proc.poll() is None, "the proxy died of a SIGHUP during its start-up"
+                assert time.monotonic() < deadline, "the proxy never became ready"
+                proc.send_signal(signal.SIGHUP)
+                time.sleep(0.05)
+            status, text = fetch(f"http://127.0.0.1:{admin_port}/workers")
+            assert status == 200 and [w["alive"] for w in json.loads(text)] == [True, True]
+        finally:
+            stop_process(proc)
+
+
+def test_sigterm_during_a_restart_back_off_still_stops_the_proxy() -> None:
+    with two_workers() as proxy:
+        pids = [int(str(w["pid"])) for w in workers(proxy)]
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(0.2)  # the supervisor has seen it die and waits to start it again
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert proxy.proc.wait(WAIT_LIMIT) == 0, "the supervisor did not stop"
+        for pid in pids[1:]:
+            assert not Path(f"/proc/{pid}").exists(), "a worker outlived its supervisor"
+
+
+def test_a_start_that_fails_leaves_no_run_directory(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = tmp_path / "migproxy.toml"
+        config.write_text(
+            render_config(
+                {
+                    "listen": {"address": f"127.0.0.1:{port}"},
+                    "upstream": {"address": "127.0.0.1:9"},
+                    "server": {"workers": 2},
+                }
+            )
+        )
+        runs = tmp_path / "tmp"
+        runs.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "migproxy", "run", "--config", str(config)],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "TMPDIR": str(runs)},
+            check=False,
+        )
+    assert done.returncode == 1 and b"Address already in use" in done.stderr, done
+    assert list(runs.iterdir()) == []
