@@ -134,7 +134,7 @@ class Supervisor:
         while True:
             assert worker.process is not None
             code = await worker.process.wait()
-            mark_process_dead(worker.process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+            self._forget_metrics_of(worker.process.pid)
             if self.stopping:
                 return
             worker.restarts += 1
@@ -154,6 +154,14 @@ class Supervisor:
                 await self._start(worker)
             except (OSError, RuntimeError) as err:
                 log.error("worker %d: %s", worker.index, err)
+
+    def _forget_metrics_of(self, pid: int) -> None:
+        """Drop a dead worker's gauges: prometheus-client's mark_process_dead() removes only the
+        live* ones, and a dead worker's `max` gauges (the ratio, the epoch, all_down...) would
+        stay in /metrics for ever. Its counters stay: totals must not go down."""
+        mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        for path in self.metrics_dir.glob(f"gauge_*_{pid}.db"):
+            path.unlink(missing_ok=True)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

@@ -93,22 +93,38 @@ def test_connections_reach_both_workers_and_metrics_add_up() -> None:
         assert set(served_by) == {"0", "1"} and sum(served_by.values()) == 40
 
 
+def kill_first_worker(proxy: Proxy) -> dict[str, object]:
+    """SIGKILL worker 0 and wait until the supervisor has started it again; its new state."""
+    victim = workers(proxy)[0]["pid"]
+    assert isinstance(victim, int)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_LIMIT
+    while True:
+        first = workers(proxy)[0]
+        if first["alive"] and first["pid"] != victim:
+            return first
+        assert time.monotonic() < deadline, "the worker was not started again"
+        time.sleep(0.1)
+
+
 def test_a_killed_worker_is_started_again() -> None:
     with two_workers() as proxy:
-        victim = workers(proxy)[0]["pid"]
-        assert isinstance(victim, int)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + WAIT_LIMIT
-        while True:
-            first = workers(proxy)[0]
-            if first["alive"] and first["pid"] != victim:
-                break
-            assert time.monotonic() < deadline, "the worker was not started again"
-            time.sleep(0.1)
+        first = kill_first_worker(proxy)
         assert first["restarts"] == 1
         wait_ready(proxy)
         assert one_request_each(proxy, 10) == [False] * 10
         assert "exited with -9; starting it again" in proxy.log()
+
+
+def test_a_dead_workers_gauges_leave_the_metrics() -> None:
+    # The ratio gauge aggregates with max over the workers' files: the dead worker's 0.5 would
+    # hide every lower ratio set by reload afterwards.
+    with two_workers(ratio=0.5) as proxy:
+        kill_first_worker(proxy)
+        wait_ready(proxy)
+        rewrite(proxy, close={"ratio": 0.1})
+        assert post(proxy.admin_url + "/reload")[0] == 200
+        assert value(samples(proxy.admin_url), "migproxy_close_ratio", vip="default") == 0.1
 
 
 def test_reload_and_epoch_reach_every_worker() -> None:
