@@ -27,6 +27,7 @@ from migproxy.server.client_protocol import ClientProtocol
 from migproxy.sockopts import apply_tcp_keepalive
 
 log = logging.getLogger("migproxy")
+PARENT_CHECK_INTERVAL = 1.0  # seconds between a worker's checks that its supervisor lives
 
 
 def sweep_interval(config: Config) -> float:
@@ -83,6 +84,15 @@ async def bind_listeners(
             # Accepted sockets inherit the keep-alive options of their listening socket.
             apply_tcp_keepalive(sock, listen.tcp_keepalive)
     return servers
+
+
+async def _drain_without_supervisor(supervisor: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (SIGKILL, a crash) is re-parented: it drains and exits
+    rather than hold the address that a new supervisor will want."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning("the supervisor (pid %d) is gone: draining", supervisor)
+    stop.set()
 
 
 def check_address_free(host: str, port: int) -> None:
@@ -191,6 +201,8 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if worker is not None:
+        tasks.append(loop.create_task(_drain_without_supervisor(os.getppid(), stop)))
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         tasks.append(loop.create_task(reloader.watch()))

@@ -287,3 +287,22 @@ def test_a_start_that_fails_leaves_no_run_directory(tmp_path: Path) -> None:
         )
     assert done.returncode == 1 and b"Address already in use" in done.stderr, done
     assert list(runs.iterdir()) == []
+
+
+def test_workers_drain_and_exit_when_their_supervisor_is_killed() -> None:
+    # Orphaned workers would keep the address: a new proxy could not start on it.
+    with two_workers() as proxy:
+        pids = [int(str(w["pid"])) for w in workers(proxy)]
+        proxy.proc.kill()
+        proxy.proc.wait(WAIT_LIMIT)
+        try:
+            deadline = time.monotonic() + WAIT_LIMIT
+            while any(Path(f"/proc/{pid}").exists() for pid in pids):
+                assert time.monotonic() < deadline, "a worker outlived its supervisor"
+                time.sleep(0.1)
+        finally:
+            for pid in pids:  # no orphan outlives the test, whatever happened
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with socket.create_server(("127.0.0.1", proxy.port)):
+            pass  # the address is free again
