@@ -210,7 +210,16 @@ class Supervisor:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _config(self, request: web.Request) -> web.Response:
-        return config_response(self.config)  # a worker's would show its internal admin port
+        """The configuration in force, as worker 0 has it (reloads reach the workers, by
+        SIGHUP or by their own watch of the file, not this process), with this endpoint's
+        admin address instead of the worker's internal one."""
+        status, text = (await self._each("GET", "/config", first_only=True))[0]
+        if status != 200:
+            return config_response(self.config)
+        data = json.loads(text)
+        address = self.config.admin.address
+        data["admin"]["address"] = None if address is None else dataclasses.asdict(address)
+        return json_response(data)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -306,3 +306,18 @@ def test_workers_drain_and_exit_when_their_supervisor_is_killed() -> None:
                     os.kill(pid, signal.SIGKILL)
         with socket.create_server(("127.0.0.1", proxy.port)):
             pass  # the address is free again
+
+
+def test_the_supervisors_config_follows_a_reload_by_signal() -> None:
+    with two_workers(ratio=0.2) as proxy:
+        rewrite(proxy, close={"ratio": 0.7})
+        proxy.proc.send_signal(signal.SIGHUP)  # passed on to the workers, not checked here
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            status, text = fetch(proxy.admin_url + "/config")
+            config = json.loads(text)
+            if status == 200 and config["close"]["ratio"] == 0.7:
+                break
+            assert time.monotonic() < deadline, f"/config still says {config['close']}"
+            time.sleep(0.1)
+        assert config["admin"]["address"]["port"] == proxy.admin_port  # not a worker's own
