@@ -304,6 +304,25 @@ new_fields(const char *raw, Py_ssize_t n, const Special *sp)
     return fields;
 }
 
+/* type(*argv): the head object, built from `n` new references (any of them NULL when its
+ * allocation failed, with the exception set), which are released in every case. */
+static PyObject *
+new_head(PyObject *type, PyObject **argv, int n)
+{
+    PyObject *head = NULL;
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        ok = ok && argv[i] != NULL;
+    }
+    if (ok) {
+        head = PyObject_Vectorcall(type, argv, (size_t)n, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        Py_XDECREF(argv[i]);
+    }
+    return head;
+}
+
 static int
 parse_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char **buf,
            Py_ssize_t *start, Py_ssize_t *end, Py_ssize_t *max_fields)
@@ -423,18 +442,7 @@ build_request(const char *buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_
     argv[10] = Py_NewRef(hop_by_hop ? Py_True : Py_False);
     argv[11] = minor == '1' ? PyBytes_FromStringAndSize(buf + start, line_end + 2 - (buf + start))
                             : PyBytes_FromStringAndSize(NULL, 0);
-    PyObject *head = NULL;
-    int ok = 1;
-    for (int i = 0; i < 12; i++) {
-        ok = ok && argv[i] != NULL;
-    }
-    if (ok) {
-        head = PyObject_Vectorcall(RequestHeadType, argv, 12, NULL);
-    }
-    for (int i = 0; i < 12; i++) {
-        Py_XDECREF(argv[i]);
-    }
-    return head;
+    return new_head(RequestHeadType, argv, 12);
 }
 
 static PyObject *
@@ -548,18 +556,7 @@ build_response(const char *buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max
     argv[9] = minor == '1' && reason_n > 0
                   ? PyBytes_FromStringAndSize(buf + start, line_end + 2 - (buf + start))
                   : PyBytes_FromStringAndSize(NULL, 0);
-    PyObject *head = NULL;
-    int ok = 1;
-    for (int i = 0; i < 10; i++) {
-        ok = ok && argv[i] != NULL;
-    }
-    if (ok) {
-        head = PyObject_Vectorcall(ResponseHeadType, argv, 10, NULL);
-    }
-    for (int i = 0; i < 10; i++) {
-        Py_XDECREF(argv[i]);
-    }
-    return head;
+    return new_head(ResponseHeadType, argv, 10);
 }
 
 static PyObject *

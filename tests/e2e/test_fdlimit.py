@@ -8,6 +8,8 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.rawclient import RawClient
 from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, run_proxy, wait_until
 
@@ -21,27 +23,38 @@ def open_files_limits(proxy: Proxy) -> tuple[int, int]:
     raise AssertionError("no 'Max open files' line")
 
 
-def test_soft_limit_is_raised_to_the_hard_one() -> None:
+@pytest.mark.parametrize(
+    ("nofile", "limits", "said", "not_said"),
+    [
+        pytest.param(
+            (256, 4096),
+            (4096, 4096),
+            "open files limit raised from 256 to 4096",
+            "room for about",
+            id="raised-to-the-hard-limit",
+        ),
+        pytest.param(
+            (512, 512),
+            (512, 512),
+            "open files limit is 512: room for about 256 clients at once per process",
+            None,
+            id="low-limit-warned",
+        ),
+    ],
+)
+def test_the_open_files_limit_at_start(
+    nofile: tuple[int, int], limits: tuple[int, int], said: str, not_said: str | None
+) -> None:
     with (
         ScriptedUpstream(answer_ok) as upstream,
-        run_proxy(upstream.port, nofile=(256, 4096)) as proxy,
+        run_proxy(upstream.port, nofile=nofile) as proxy,
     ):
-        assert open_files_limits(proxy) == (4096, 4096)
+        assert open_files_limits(proxy) == limits
         proxy.stop()
         log = proxy.log()
-    assert "open files limit raised from 256 to 4096" in log, log
-    assert "room for about" not in log, log
-
-
-def test_a_low_limit_is_warned_about() -> None:
-    with (
-        ScriptedUpstream(answer_ok) as upstream,
-        run_proxy(upstream.port, nofile=(512, 512)) as proxy,
-    ):
-        assert open_files_limits(proxy) == (512, 512)
-        proxy.stop()
-        log = proxy.log()
-    assert "open files limit is 512: room for about 256 clients at once per process" in log, log
+    assert said in log, log
+    if not_said is not None:
+        assert not_said not in log, log
 
 
 def open_files(proxy: Proxy) -> int:
