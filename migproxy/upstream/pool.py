@@ -32,11 +32,18 @@ class IdlePool(Generic[C]):
         self.idle_timeout = idle_timeout
 
     def acquire(self, now: float) -> C | None:
-        """The most recently used idle connection that is still usable, or None."""
+        """The most recently used idle connection that is still usable, or None.
+
+        One idle for the idle timeout is left where it is, and so is everything under it (older
+        still): expired() hands them to the caller to close. Dropping them here would leak
+        their sockets until the upstream closed them."""
         idle = self._idle
         while idle:
-            conn = idle.pop()
-            if conn.is_usable() and now - conn.idle_since < self.idle_timeout:
+            conn = idle[-1]
+            if now - conn.idle_since >= self.idle_timeout:
+                return None
+            idle.pop()
+            if conn.is_usable():
                 return conn
         return None
 

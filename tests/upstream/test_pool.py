@@ -41,7 +41,17 @@ def test_unusable_or_too_old_connections_are_skipped() -> None:
     broken.usable = False
     assert pool.acquire(now=10.0) is good  # broken is dropped on the way
     assert pool.acquire(now=10.0) is None  # old has been idle for 10 s > 5 s
+    assert pool.expired(now=10.0) == [old]  # kept for the caller to close, not leaked
     assert len(pool) == 0
+
+
+def test_an_expired_connection_on_top_hides_none_below_it() -> None:
+    pool: IdlePool[Conn] = IdlePool(max_idle=10, idle_timeout=5.0)
+    older, newer = Conn("older"), Conn("newer")
+    pool.release(older, now=0.0)
+    pool.release(newer, now=1.0)
+    assert pool.acquire(now=7.0) is None
+    assert pool.expired(now=7.0) == [older, newer]
 
 
 def test_expired_returns_only_the_old_ones() -> None:
