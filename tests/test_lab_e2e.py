@@ -51,6 +51,19 @@ def lab_processes() -> list[int]:
     return found
 
 
+def await_first_progress_line(lab: subprocess.Popen[str]) -> None:
+    """Read the lab's output up to its first progress line ("0s ..."): its proxies and fleet
+    are running then. Fails with everything the lab said if it ended before that line."""
+    assert lab.stdout is not None
+    said = []
+    for line in lab.stdout:
+        if line.lstrip().startswith("0s"):
+            return
+        said.append(line)
+    _, err = lab.communicate(timeout=30)
+    pytest.fail(f"the lab ended ({lab.returncode}) before it ran:\n{''.join(said)}{err}")
+
+
 def lab_directories() -> set[Path]:
     """The lab's per-run temporary directories (config files and proxy logs)."""
     return set(Path(tempfile.gettempdir()).glob("migproxy-lab-*"))
@@ -111,26 +124,22 @@ def test_quick_lab_moves_the_traffic_only_with_injection(tmp_path: Path) -> None
 def test_a_signal_stops_everything_the_lab_started(tmp_path: Path, signum: int) -> None:
     require_matplotlib()
     before = lab_directories()
-    lab = subprocess.Popen(
+    with subprocess.Popen(
         [*LAB, "--out", str(tmp_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert lab.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in lab.stdout:  # the first progress line: proxies and fleet are running
-            if line.lstrip().startswith("0s") or time.monotonic() > deadline:
-                break
-        assert lab_processes(), "the lab's proxies should be running"
-        lab.send_signal(signum)
-        _, err = lab.communicate(timeout=30)
-    finally:
-        if lab.poll() is None:
-            lab.kill()
-            lab.wait()
+    ) as lab:
+        try:
+            await_first_progress_line(lab)
+            assert lab_processes(), "the lab's proxies should be running"
+            lab.send_signal(signum)
+            _, err = lab.communicate(timeout=30)
+        finally:
+            if lab.poll() is None:
+                lab.kill()
+                lab.communicate()
     assert lab.returncode == 130, err
     assert "interrupted" in err
     assert lab_processes() == []
@@ -143,12 +152,13 @@ def test_proxies_do_not_outlive_a_killed_lab(tmp_path: Path) -> None:
     require_matplotlib()
     before = lab_directories()
     with subprocess.Popen(
-        [*LAB, "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [*LAB, "--out", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as lab:
-        assert lab.stdout is not None
-        for line in lab.stdout:
-            if line.lstrip().startswith("0s"):
-                break
+        await_first_progress_line(lab)
         assert lab_processes()
         lab.kill()  # SIGKILL: no clean-up of its own; the kernel tells the proxies
         lab.wait(10)
