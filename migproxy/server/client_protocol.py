@@ -728,6 +728,9 @@ class ClientProtocol(asyncio.Protocol):
                 self._close_reason = CloseReason.DRAIN
                 self._hard_close()
             else:
+                # Idle, a new connection included: a head that begins within the grace gets
+                # the whole head timeout (data_received starts it), not what is left of it.
+                self.phase = _IDLE
                 self.deadline = min(self.deadline, self.ctx.now + idle_grace)
 
     def _close(self) -> None:

@@ -1,6 +1,7 @@
 # Edges of an exchange on in-memory transports: an upgrade with bytes behind it, a client that
-# half-closes after its request, a drain that begins mid-response, a pooled connection the
-# upstream closed while it waited, and the stale keep-alive retry of such a connection.
+# half-closes after its request, a drain that begins mid-response or before a slow head, a
+# pooled connection the upstream closed while it waited, and the stale keep-alive retry of such
+# a connection.
 from __future__ import annotations
 
 import asyncio
@@ -47,6 +48,19 @@ def test_a_connection_that_goes_idle_during_a_drain_closes_after_the_grace(
     assert client.deadline <= ctx.now + ctx.config.drain.idle_grace
     client.deadline_passed(client.deadline)
     assert client_transport.closed
+
+
+def test_a_head_begun_during_a_drain_gets_the_head_timeout_not_the_grace(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, _, _ = pair(loop)  # connected, nothing sent yet
+    ctx = client.ctx
+    ctx.set_draining()
+    assert client.deadline <= ctx.now + ctx.config.drain.idle_grace  # silent: closes soon
+    ctx.now += 0.1
+    client.data_received(REQUEST[:10])  # a head on its way, in pieces
+    assert client.deadline == ctx.now + ctx.head_timeout  # not a 408 when the grace ends
+    assert not client_transport.chunks and not client_transport.closed
 
 
 def test_a_pooled_connection_closed_by_the_upstream_leaves_the_pool(
