@@ -134,6 +134,7 @@ class CloseConfig:
     ratio: float = 0.0
     seed: int | None = None
     linger: float = 2.0
+    linger_max: float = 30.0  # a linger kept going by input lasts at most this
     max_age: float = 0.0  # seconds a client connection may live, 0 = no limit
     max_age_jitter: float = 0.0
     max_requests: int = 0  # requests per client connection, 0 = no limit
@@ -255,6 +256,8 @@ def _check_health(section: HealthConfig) -> tuple[str, str] | None:
 def _check_close(section: CloseConfig) -> tuple[str, str] | None:
     if section.max_age_jitter and not section.max_age:
         return "max_age_jitter", "needs max_age"
+    if section.linger_max < section.linger:
+        return "linger_max", f"must not be less than linger ({section.linger:g})"
     return None
 
 
@@ -321,6 +324,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator], Check | None]] = {
             "ratio": fraction,
             "seed": integer,
             "linger": non_negative,
+            "linger_max": non_negative,
             "max_age": non_negative,
             "max_age_jitter": non_negative,
             "max_requests": int_between(0, 2**31),

@@ -95,6 +95,7 @@ class ProxyContext:
         )
         self.response_timeout = config.upstream.response_timeout
         self.linger = close.linger
+        self.linger_max = close.linger_max
         self.upstreams.reconfigure(config)
         if self.metrics is not None:
             self.metrics.close_ratio.set(self.policy.ratio)

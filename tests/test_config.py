@@ -197,6 +197,12 @@ BAD_CONFIGS = [
         id="linger-inf",
     ),
     _bad(
+        BASE + "[close]\nlinger = 5\nlinger_max = 4\n",
+        "close.linger_max",
+        "must not be less than linger (5)",
+        id="linger-max-under-linger",
+    ),
+    _bad(
         LISTEN + UPSTREAM + "connect_timeout = 0\n",
         "upstream.connect_timeout",
         "must be a finite number greater than 0, got 0",

@@ -88,7 +88,7 @@ class Phase(enum.Enum):
     BODY = "body"  # the request body is arriving: body timeout (silence), 408
     WAIT = "wait"  # waiting for the upstream: response timeout (silence), 504
     TUNNEL = "tunnel"  # after 101: no deadline
-    LINGER = "linger"  # after an announced close: linger time, then close
+    LINGER = "linger"  # after an announced close: input discarded until a silence, then close
     CLOSED = "closed"
 
 
@@ -141,6 +141,7 @@ class ClientProtocol(asyncio.Protocol):
         "_jitter",
         "_close_reason",
         "_sent_at",
+        "_linger_end",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -178,6 +179,7 @@ class ClientProtocol(asyncio.Protocol):
         self.opened_at = 0.0  # on the loop's clock
         self._jitter = -1.0  # this connection's max_age_jitter draw, made when first needed
         self._sent_at = 0.0  # when the request in flight went upstream (monotonic)
+        self._linger_end = INFINITY  # the latest the linger may end, once it began
         self._close_reason: CloseReason | None = None  # why this connection closes, once known
         self._client_out: list[bytes] = []  # corked response bytes, see flush_client()
         self._upstream_out: list[bytes] = []  # corked request bytes, see _flush_upstream()
@@ -204,8 +206,14 @@ class ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
-        if phase is _LINGER or phase is _CLOSED:
-            return  # draining input after an announced close
+        if phase is _LINGER:
+            # Discarded. A client still sending (an upload answered early, as by a 413) keeps
+            # the linger going, to close.linger_max in all: closing under its upload would
+            # reset the connection, and the reset can destroy the answer before it is read.
+            self.deadline = min(self.ctx.now + self.ctx.linger, self._linger_end)
+            return
+        if phase is _CLOSED:
+            return
         if phase is _IDLE:
             self.phase = _HEAD
             self.deadline = self.ctx.now + self.ctx.head_timeout
@@ -740,7 +748,9 @@ class ClientProtocol(asyncio.Protocol):
         if self._close_reason in _POLICY_REASONS:
             self.ctx.returning.closed(self.client_ip, self.ctx.now)
         self.phase = _LINGER
-        self.deadline = self.ctx.now + self.ctx.linger
+        now = self.ctx.now
+        self.deadline = now + self.ctx.linger
+        self._linger_end = now + self.ctx.linger_max
         self.reader.discard_buffer()
         self._read_blocked = 0
         transport.resume_reading()

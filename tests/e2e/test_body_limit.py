@@ -1,11 +1,14 @@
 # limits.max_body_bytes, end to end: a request body over the limit gets 413 and never reaches
-# the upstream whole; a body of exactly the limit passes. Real clients (curl, aiohttp) against
-# the demo backend, and a raw client against a scripted upstream to see what was forwarded.
+# the upstream whole; a body of exactly the limit passes; a client that sends its whole upload
+# before it reads still gets its 413. Real clients (curl, aiohttp, http.client) against the
+# demo backend, and a raw client against a scripted upstream to see what was forwarded.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 
@@ -95,3 +98,35 @@ def test_chunked_upload_is_cut_off_before_the_chunk_that_crosses_the_limit() -> 
         wait_until(lambda: received.endswith(b"<closed>"), "the upstream connection to end")
         assert run_curl(proxy.url + "/after").status == 200  # the proxy serves on
     assert bytes(received) == first_chunk + b"<closed>"
+
+
+def slow_body(pieces: int, piece: int = 32 * 1024, gap: float = 0.02) -> Iterator[bytes]:
+    for _ in range(pieces):
+        yield b"z" * piece
+        time.sleep(gap)
+
+
+def test_a_slow_upload_sent_whole_before_reading_still_gets_its_413() -> None:
+    # http.client (as requests) sends the whole body before it reads. The 413 goes out at the
+    # head; the upload goes on for seconds, far longer than the linger's silence (0.3 s), and
+    # the proxy keeps discarding it: closing under it would break the upload with a reset and
+    # the client would see that instead of its answer.
+    pieces = 100  # 3.2 MiB over about 2 s
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, limits=LIMITS, close={"linger": 0.3}) as proxy,
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        try:
+            conn.request(
+                "POST",
+                "/upload",
+                body=slow_body(pieces),
+                headers={"Content-Length": str(pieces * 32 * 1024)},
+            )
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (413, REASON)
+            assert resp.getheader("connection") == "close"
+        finally:
+            conn.close()
+    assert upstream.heads == []

@@ -1,7 +1,7 @@
 # Edges of an exchange on in-memory transports: an upgrade with bytes behind it, a client that
 # half-closes after its request, a drain that begins mid-response or before a slow head, a
-# pooled connection the upstream closed while it waited, and the stale keep-alive retry of such
-# a connection.
+# linger that input keeps going, a pooled connection the upstream closed while it waited, and
+# the stale keep-alive retry of such a connection.
 from __future__ import annotations
 
 import asyncio
@@ -61,6 +61,26 @@ def test_a_head_begun_during_a_drain_gets_the_head_timeout_not_the_grace(
     client.data_received(REQUEST[:10])  # a head on its way, in pieces
     assert client.deadline == ctx.now + ctx.head_timeout  # not a 408 when the grace ends
     assert not client_transport.chunks and not client_transport.closed
+
+
+def test_input_after_an_announced_close_keeps_the_linger_going_up_to_linger_max(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, upstream, _ = pair(loop)
+    ctx = client.ctx
+    client.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    upstream.data_received(RESPONSE)
+    assert client_transport.eof_written  # the announced close: lingering now
+    start, linger, linger_max = ctx.now, ctx.linger, ctx.linger_max
+    assert client.deadline == start + linger
+    ctx.now = start + linger - 0.1
+    client.data_received(b"x" * 100)  # still sending: a silence ends the linger, not the clock
+    assert client.deadline == ctx.now + linger
+    ctx.now = start + linger_max - 0.1
+    client.data_received(b"x" * 100)
+    assert client.deadline == start + linger_max  # never longer than linger_max in all
+    client.deadline_passed(client.deadline)
+    assert client_transport.closed
 
 
 def test_a_pooled_connection_closed_by_the_upstream_leaves_the_pool(
