@@ -30,19 +30,6 @@ log = logging.getLogger("migproxy")
 PARENT_CHECK_INTERVAL = 1.0  # seconds between a worker's checks that its supervisor lives
 
 
-def sweep_interval(config: Config) -> float:
-    """How often deadlines are checked: a quarter of the shortest timeout, at most 1 s."""
-    shortest = min(
-        config.limits.head_timeout,
-        config.limits.keepalive_timeout,
-        config.limits.body_timeout,
-        config.upstream.response_timeout,
-        config.upstream.idle_timeout,
-        config.close.linger or 1.0,
-    )
-    return max(0.02, min(1.0, shortest / 4))
-
-
 async def bind_listeners(
     config: Config,
     loop: asyncio.AbstractEventLoop,
@@ -155,7 +142,7 @@ async def serve(
         config, loop, lambda: ClientProtocol(ctx), shared=worker is not None
     )
     ctx.serving = True
-    tasks = [loop.create_task(_sweep_forever(ctx, sweep_interval(config)))]
+    tasks = [loop.create_task(_sweep_forever(ctx))]
     watcher = None
     if worker is None:
         watcher = EpochWatcher(ctx)  # idles while [migration] watch_name is ""
@@ -245,9 +232,9 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
-async def _sweep_forever(ctx: ProxyContext, interval: float) -> None:
+async def _sweep_forever(ctx: ProxyContext) -> None:
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(ctx.sweep_every)  # read each time: a reload may shorten it
         ctx.sweep()
 
 

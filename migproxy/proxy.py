@@ -95,6 +95,7 @@ class ProxyContext:
         )
         self.response_timeout = config.upstream.response_timeout
         self.linger = close.linger
+        self.sweep_every = sweep_interval(config)
         self.linger_max = close.linger_max
         self.upstreams.reconfigure(config)
         if self.metrics is not None:
@@ -218,6 +219,20 @@ class ProxyContext:
         for conn in list(self.connections):
             conn.shutdown(idle_grace)
         self.upstreams.drain()
+
+
+def sweep_interval(config: Config) -> float:
+    """How often deadlines are checked: a quarter of the shortest timeout, at most 1 s."""
+    shortest = min(
+        config.limits.head_timeout,
+        config.limits.keepalive_timeout,
+        config.limits.body_timeout,
+        config.upstream.response_timeout,
+        config.upstream.idle_timeout,
+        config.close.idle_timeout or math.inf,
+        config.close.linger or 1.0,
+    )
+    return max(0.02, min(1.0, shortest / 4))
 
 
 def _utc(unix: float) -> str:

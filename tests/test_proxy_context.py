@@ -97,3 +97,12 @@ def test_a_reloaded_seed_restarts_the_draws(ctx: ProxyContext) -> None:
     assert ctx.rng.random() == expected.random()
     ctx.apply_config(with_close(ctx, seed=42, ratio=0.5))  # same seed: the draws go on
     assert ctx.rng.random() == expected.random()
+
+
+def test_a_reload_that_shortens_a_timeout_shortens_the_sweep(ctx: ProxyContext) -> None:
+    assert ctx.sweep_every == 0.5  # a quarter of the shortest default: the 2 s linger
+    limits = dataclasses.replace(ctx.config.limits, head_timeout=0.4)
+    ctx.apply_config(dataclasses.replace(ctx.config, limits=limits))
+    assert ctx.sweep_every == pytest.approx(0.1)  # so a 0.4 s deadline is not met at 1 s
+    ctx.apply_config(with_close(ctx, idle_timeout=0.2))
+    assert ctx.sweep_every == pytest.approx(0.05)
