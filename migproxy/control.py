@@ -10,8 +10,9 @@
 #   next response (ProxyContext.apply_config).
 # - The file is watched by content, not by modification time or inode: that survives editors
 #   that write a new file and rename it, and the symlink swap of Kubernetes ConfigMaps.
-# - Under a supervisor, one worker samples the watched DNS name for all of them and hands the
-#   epochs it starts to the others through a file in the run directory (SharedEpoch).
+# - Under a supervisor, one worker samples the watched DNS name for all of them, and every
+#   epoch a worker starts reaches the others, and any worker started again, through a file
+#   in the run directory (SharedEpoch).
 from __future__ import annotations
 
 import asyncio
@@ -132,37 +133,48 @@ def _read(path: str) -> bytes | None:
 
 
 class SharedEpoch:
-    """The automatic epochs of one worker, passed to its sibling workers through a file.
+    """The migration epoch of a supervised proxy, the same in every worker, through a file.
 
-    The worker that samples [migration] watch_name publishes each epoch it starts; the others
-    follow the file (read once a second), so every worker has the same epoch and the name is
-    sampled once, not once per worker.
+    Whichever way a worker starts an epoch (worker 0's sampling of [migration] watch_name,
+    POST /migration/epoch, a reload that changes [migration] epoch), the file gets it; every
+    worker follows the file (read once a second), and a worker started again takes the epoch
+    from it before it serves, so a restart does not lose an epoch its siblings have.
     """
 
     def __init__(self, path: Path, ctx: ProxyContext) -> None:
         self.path = path
         self.ctx = ctx
-        self._seen: bytes | None = None
+        self._seen: bytes | None = None  # the file's content this worker has in force
 
-    def publish(self, epoch: float, closes_from: float | None) -> None:
-        """Start the epoch here and write it for the other workers."""
-        self.ctx.set_epoch(epoch, closes_from)
-        data = json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
-        write_atomically(self.path, data)
-        self._seen = data
+    def attach(self) -> None:
+        """Take the epoch the file holds, if any, and write every epoch started from now on."""
+        data = _read(str(self.path))
+        if data is not None:
+            self._take(data)
+        self.ctx.epoch_listener = self._record
 
     async def follow(self, interval: float = WATCH_INTERVAL) -> None:
-        """Start every epoch another worker publishes (runs until cancelled)."""
+        """Start every epoch another worker writes (runs until cancelled)."""
         while True:
             await asyncio.sleep(interval)
             data = _read(str(self.path))
-            if data is None or data == self._seen:
-                continue
+            if data is not None and data != self._seen:
+                self._take(data)
+
+    def _record(self, epoch: float | None, closes_from: float | None) -> None:
+        data = json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
+        if data != self._seen:
             self._seen = data
-            try:
-                published = json.loads(data)
-                epoch, closes_from = float(published["epoch"]), published["closes_from"]
-            except (ValueError, KeyError, TypeError) as err:
-                log.error("%s: unreadable epoch file: %s", self.path, err)
-                continue
-            self.ctx.set_epoch(epoch, None if closes_from is None else float(closes_from))
+            write_atomically(self.path, data)
+
+    def _take(self, data: bytes) -> None:
+        self._seen = data
+        try:
+            shared = json.loads(data)
+            epoch, closes_from = shared["epoch"], shared["closes_from"]
+            self.ctx.set_epoch(
+                None if epoch is None else float(epoch),
+                None if closes_from is None else float(closes_from),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            log.error("%s: unreadable epoch file: %s", self.path, err)

@@ -148,11 +148,12 @@ async def serve(
         watcher = EpochWatcher(ctx)  # idles while [migration] watch_name is ""
     else:
         shared = SharedEpoch(worker[1] / "epoch.json", ctx)
+        shared.attach()  # no await since the bind: it is in force before a request is read
+        tasks.append(loop.create_task(shared.follow()))
         if worker[0] == 0:
-            watcher = EpochWatcher(ctx, shared.publish)
+            watcher = EpochWatcher(ctx)
         else:
             ctx.stats.samples_dns = False  # worker 0 samples, and reports the share
-            tasks.append(loop.create_task(shared.follow()))
     if watcher is not None:
         watcher.start()
     reloader = None

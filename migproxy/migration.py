@@ -24,7 +24,7 @@ import dataclasses
 import ipaddress
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from migproxy.config import Address, MigrationConfig
@@ -207,15 +207,10 @@ class EpochWatcher:
     it only looks at the config now and then, so a reload can start (or stop) the watch.
     """
 
-    __slots__ = ("ctx", "start_epoch", "_task", "_watch", "_baseline", "_failures")
+    __slots__ = ("ctx", "_task", "_watch", "_baseline", "_failures")
 
-    def __init__(
-        self, ctx: ProxyContext, start_epoch: Callable[[float, float | None], None] | None = None
-    ) -> None:
+    def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
-        # How an epoch is started: ctx.set_epoch, or (in the worker that samples for all the
-        # workers) that and telling the others.
-        self.start_epoch = start_epoch or ctx.set_epoch
         self._task: asyncio.Task[None] | None = None
         self._watch: tuple[str, tuple[str, ...], tuple[Address, ...]] | None = None
         self._baseline: Baseline | None = None
@@ -336,7 +331,7 @@ class EpochWatcher:
             )
             now = ctx.loop.time() + ctx.wall_offset
             closes_from = now + step.epoch.ttl if migration.start_after_ttl else None
-            self.start_epoch(now, closes_from)
+            self.ctx.set_epoch(now, closes_from)
 
     def _failed(self, name: str, reason: str) -> None:
         self.ctx.stats.count_dns_sample(DnsSample.ERROR)

@@ -10,6 +10,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from migproxy.config import CloseConfig, Config
@@ -55,6 +56,9 @@ class ProxyContext:
         # Unix time minus loop time: converts the epoch, a wall-clock time, to the loop's clock.
         self.wall_offset = time.time() - loop.time()
         self.epoch: float | None = None  # the migration epoch, Unix time
+        self._epoch_set: tuple[float | None, float | None] = (None, None)  # set_epoch's args
+        # Told of every epoch set_epoch starts (a worker shares it with its siblings).
+        self.epoch_listener: Callable[[float | None, float | None], None] | None = None
         # The same on the loop's clock: connections opened before it are stale (-inf: none is).
         self.epoch_at = -math.inf
         self.returning = ReturningClients(
@@ -123,7 +127,10 @@ class ProxyContext:
 
         Connections opened before it are stale at once; the epoch policy closes them from
         Unix time `closes_from` on (None: at once), e.g. when the clients' DNS caches expire.
+        The epoch in force already is not started again.
         """
+        if (epoch, closes_from) == self._epoch_set:
+            return
         self._set_epoch(epoch, closes_from)
         # Back-offs earned under the old DNS split would hold the new epoch's closes.
         self.returning.forget()
@@ -132,8 +139,11 @@ class ProxyContext:
             "cleared" if epoch is None else _utc(epoch),
             f", closing stale connections from {_utc(closes_from)}" if closes_from else "",
         )
+        if self.epoch_listener is not None:
+            self.epoch_listener(epoch, closes_from)
 
     def _set_epoch(self, epoch: float | None, closes_from: float | None = None) -> None:
+        self._epoch_set = (epoch, closes_from)
         self.epoch = epoch
         self.epoch_at = -math.inf if epoch is None else epoch - self.wall_offset
         self._epoch_closes_at = -math.inf if closes_from is None else closes_from - self.wall_offset

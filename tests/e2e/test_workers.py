@@ -145,6 +145,16 @@ def test_reload_and_epoch_reach_every_worker() -> None:
         assert len({moment for _, moment in epochs}) == 1  # one epoch, set once
 
 
+def test_a_restarted_worker_has_the_epoch_its_siblings_have() -> None:
+    with two_workers() as proxy:
+        status, state = post(proxy.admin_url + "/migration/epoch")
+        assert status == 200 and state["epoch"] is not None
+        kill_first_worker(proxy)
+        wait_ready(proxy)
+        status, text = fetch(proxy.admin_url + "/migration")  # worker 0's: the new one
+        assert status == 200 and json.loads(text)["epoch"] == state["epoch"]
+
+
 def test_sigterm_drains_every_worker() -> None:
     with two_workers() as proxy, contextlib.closing(RawClient(proxy.port)) as client:
         assert not client.request(GET).announces_close
