@@ -98,7 +98,10 @@ class Reloader:
             await asyncio.sleep(interval)
             content = _read(self.path)
             if content is not None and content != self._loaded:
-                self.reload("file changed")
+                try:
+                    self.reload("file changed")
+                except Exception:  # a bug must not end the watch: later changes still count
+                    log.exception("reload (file changed) failed")
 
 
 def describe_changes(old: Config, new: Config) -> list[str]:
@@ -117,11 +120,25 @@ def describe_changes(old: Config, new: Config) -> list[str]:
     return changes
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `path` so that a reader sees its old content or the new, never a part of it."""
-    staged = path.with_suffix(".tmp")
+def write_atomically(path: Path, data: bytes, *, replace: bool = True) -> bool:
+    """Write `path` so that a reader sees its old content or the new, never a part of it.
+
+    Several processes may write one path at once: each stages in a file of its own. With
+    `replace=False` an existing file is kept, and False returned.
+    """
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staged.write_bytes(data)
-    staged.rename(path)
+    try:
+        if not replace:
+            try:
+                os.link(staged, path)  # atomic, and fails if the path exists
+            except FileExistsError:
+                return False
+            return True
+        staged.rename(path)
+        return True
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _read(path: str) -> bytes | None:
@@ -139,19 +156,31 @@ class SharedEpoch:
     POST /migration/epoch, a reload that changes [migration] epoch), the file gets it; every
     worker follows the file (read once a second), and a worker started again takes the epoch
     from it before it serves, so a restart does not lose an epoch its siblings have.
+
+    Workers reload a changed config file each in its own time. A second file holds the last
+    [migration] epoch (as configured) that a worker applied: a worker that reloads the same
+    change later takes the shared epoch, that change's or a newer one, instead of putting the
+    configured one back over it (for "now", a later time of its own).
     """
 
     def __init__(self, path: Path, ctx: ProxyContext) -> None:
         self.path = path
+        self.configured_path = path.with_suffix(".configured")
         self.ctx = ctx
-        self._seen: bytes | None = None  # the file's content this worker has in force
+        self._seen: bytes | None = None  # the file's content when last read or written
+        self._shared: tuple[float | None, float | None] | None = None  # (epoch, closes_from)
 
     def attach(self) -> None:
-        """Take the epoch the file holds, if any, and write every epoch started from now on."""
-        data = _read(str(self.path))
-        if data is not None:
-            self._take(data)
+        """Take the epoch the file holds (or, first, write this worker's), and from now on
+        write every epoch started here and decide on configured ones."""
+        configured = self.ctx.config.migration.epoch.text.encode()
+        write_atomically(self.configured_path, configured, replace=False)
+        data = self._encode(*self.ctx.epoch_args)
+        if not write_atomically(self.path, data, replace=False):  # a sibling was first
+            data = _read(str(self.path)) or b""
+        self._take(data)
         self.ctx.epoch_listener = self._record
+        self.ctx.configured_epoch = self._configured
 
     async def follow(self, interval: float = WATCH_INTERVAL) -> None:
         """Start every epoch another worker writes (runs until cancelled)."""
@@ -161,20 +190,47 @@ class SharedEpoch:
             if data is not None and data != self._seen:
                 self._take(data)
 
+    @staticmethod
+    def _encode(epoch: float | None, closes_from: float | None) -> bytes:
+        return json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
+
     def _record(self, epoch: float | None, closes_from: float | None) -> None:
-        data = json.dumps({"epoch": epoch, "closes_from": closes_from}).encode()
-        if data != self._seen:
-            self._seen = data
-            write_atomically(self.path, data)
+        """ctx.set_epoch started an epoch: write it, unless it came from the file."""
+        if (epoch, closes_from) == self._shared:
+            return
+        self._shared = (epoch, closes_from)
+        data = self._seen = self._encode(epoch, closes_from)
+        self._write(self.path, data)
+
+    def _configured(self, epoch: float | None) -> None:
+        """A reload changed [migration] epoch to `epoch` (ctx.config is the new config)."""
+        configured = self.ctx.config.migration.epoch.text.encode()
+        if _read(str(self.configured_path)) == configured:
+            # A sibling applied this change first: its epoch, or a newer one, stands.
+            data = _read(str(self.path))
+            if data is not None:
+                self._take(data)
+            return
+        self.ctx.set_epoch(epoch)  # written to the epoch file before the change is marked
+        self._write(self.configured_path, configured)
 
     def _take(self, data: bytes) -> None:
         self._seen = data
         try:
             shared = json.loads(data)
             epoch, closes_from = shared["epoch"], shared["closes_from"]
-            self.ctx.set_epoch(
+            taken = (
                 None if epoch is None else float(epoch),
                 None if closes_from is None else float(closes_from),
             )
         except (ValueError, KeyError, TypeError) as err:
             log.error("%s: unreadable epoch file: %s", self.path, err)
+            return
+        self._shared = taken
+        self.ctx.set_epoch(*taken)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            write_atomically(path, data)
+        except OSError as err:  # in force here all the same; the siblings miss it
+            log.error("%s: cannot share the epoch: %s", path, err.strerror or err)

@@ -128,8 +128,9 @@ async def serve(
     With `config_path`, SIGHUP, a change of that file and POST /reload reload it. With
     `worker` (its index and the run directory), this is a worker under a supervisor
     (migproxy/supervisor.py): it shares the listening address, writes its admin port to
-    worker-INDEX.port in the run directory once it serves, and either samples the watched DNS
-    name for all workers (worker 0) or follows the epochs worker 0 starts.
+    worker-INDEX.port in the run directory once it serves, shares its epochs with the other
+    workers through the run directory (SharedEpoch), and samples the watched DNS name for all
+    of them if it is worker 0.
     """
     if worker is not None:
         config = as_worker(config)

@@ -56,9 +56,12 @@ class ProxyContext:
         # Unix time minus loop time: converts the epoch, a wall-clock time, to the loop's clock.
         self.wall_offset = time.time() - loop.time()
         self.epoch: float | None = None  # the migration epoch, Unix time
-        self._epoch_set: tuple[float | None, float | None] = (None, None)  # set_epoch's args
+        self.epoch_args: tuple[float | None, float | None] = (None, None)  # (epoch, closes_from)
         # Told of every epoch set_epoch starts (a worker shares it with its siblings).
         self.epoch_listener: Callable[[float | None, float | None], None] | None = None
+        # Starts the epoch a reload configures ([migration] epoch changed): set_epoch, or in a
+        # worker, what decides between it and the epoch its siblings have.
+        self.configured_epoch: Callable[[float | None], None] = self.set_epoch
         # The same on the loop's clock: connections opened before it are stale (-inf: none is).
         self.epoch_at = -math.inf
         self.returning = ReturningClients(
@@ -120,7 +123,7 @@ class ProxyContext:
                 self._ramp = (ratio, config.close.ratio, self.now, config.close.ramp_seconds)
         self._step_ramp()  # a ramp in progress goes on through a reload of other keys
         if config.migration.epoch.text != old.migration.epoch.text:
-            self.set_epoch(config.migration.epoch.at)
+            self.configured_epoch(config.migration.epoch.at)
 
     def set_epoch(self, epoch: float | None, closes_from: float | None = None) -> None:
         """Start a migration epoch at Unix time `epoch` (None: no epoch).
@@ -129,7 +132,7 @@ class ProxyContext:
         Unix time `closes_from` on (None: at once), e.g. when the clients' DNS caches expire.
         The epoch in force already is not started again.
         """
-        if (epoch, closes_from) == self._epoch_set:
+        if (epoch, closes_from) == self.epoch_args:
             return
         self._set_epoch(epoch, closes_from)
         # Back-offs earned under the old DNS split would hold the new epoch's closes.
@@ -143,7 +146,7 @@ class ProxyContext:
             self.epoch_listener(epoch, closes_from)
 
     def _set_epoch(self, epoch: float | None, closes_from: float | None = None) -> None:
-        self._epoch_set = (epoch, closes_from)
+        self.epoch_args = (epoch, closes_from)
         self.epoch = epoch
         self.epoch_at = -math.inf if epoch is None else epoch - self.wall_offset
         self._epoch_closes_at = -math.inf if closes_from is None else closes_from - self.wall_offset

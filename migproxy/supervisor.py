@@ -271,7 +271,7 @@ class Supervisor:
         failed = [text for status, text in answers if status != 200]
         status = 200 if not failed else 502
         return json_response(
-            {"reloaded": not failed, "workers": [json.loads(t) for _, t in answers]}, status
+            {"reloaded": not failed, "workers": [_json_or_text(t) for _, t in answers]}, status
         )
 
     async def _epoch(self, request: web.Request) -> web.Response:
@@ -312,6 +312,14 @@ class Supervisor:
                     return 503, json.dumps({"error": f"worker {worker.index}: {err}"})
 
             return list(await asyncio.gather(*(one(w) for w in workers)))
+
+
+def _json_or_text(text: str) -> object:
+    """A worker's JSON answer, or its text if it is not JSON (a 500 of aiohttp's, say)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"error": text.strip()}
 
 
 def _auth(request: web.Request) -> dict[str, str]:
