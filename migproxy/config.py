@@ -134,7 +134,7 @@ class CloseConfig:
     ratio: float = 0.0
     seed: int | None = None
     linger: float = 2.0
-    linger_max: float = 30.0  # a linger kept going by input lasts at most this
+    linger_max: float | None = None  # a linger kept going by input lasts at most this
     max_age: float = 0.0  # seconds a client connection may live, 0 = no limit
     max_age_jitter: float = 0.0
     max_requests: int = 0  # requests per client connection, 0 = no limit
@@ -256,7 +256,7 @@ def _check_health(section: HealthConfig) -> tuple[str, str] | None:
 def _check_close(section: CloseConfig) -> tuple[str, str] | None:
     if section.max_age_jitter and not section.max_age:
         return "max_age_jitter", "needs max_age"
-    if section.linger_max < section.linger:
+    if section.linger_max is not None and section.linger_max < section.linger:
         return "linger_max", f"must not be less than linger ({section.linger:g})"
     return None
 

@@ -103,7 +103,10 @@ class ProxyContext:
         self.response_timeout = config.upstream.response_timeout
         self.linger = close.linger
         self.sweep_every = sweep_interval(config)
-        self.linger_max = close.linger_max
+        # Unset: 30 s, or linger if that is longer (configs that predate the key stay valid).
+        self.linger_max = (
+            close.linger_max if close.linger_max is not None else max(30.0, close.linger)
+        )
         self.upstreams.reconfigure(config)
         if self.metrics is not None:
             self.metrics.close_ratio.set(self.policy.ratio)

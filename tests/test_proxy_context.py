@@ -106,3 +106,11 @@ def test_a_reload_that_shortens_a_timeout_shortens_the_sweep(ctx: ProxyContext) 
     assert ctx.sweep_every == pytest.approx(0.1)  # so a 0.4 s deadline is not met at 1 s
     ctx.apply_config(with_close(ctx, idle_timeout=0.2))
     assert ctx.sweep_every == pytest.approx(0.05)
+
+
+def test_linger_max_unset_is_30_s_or_linger_if_that_is_longer(ctx: ProxyContext) -> None:
+    assert ctx.linger_max == 30.0
+    ctx.apply_config(with_close(ctx, linger=45.0))  # valid before linger_max existed
+    assert ctx.linger_max == 45.0
+    ctx.apply_config(with_close(ctx, linger=2.0, linger_max=5.0))
+    assert ctx.linger_max == 5.0

@@ -726,12 +726,16 @@ class ClientProtocol(asyncio.Protocol):
             self._hard_close()
 
     def shutdown(self, idle_grace: float) -> None:
-        """Drain: close if idle for `idle_grace` from now; the next response announces close.
+        """Drain: close if idle for `idle_grace` from now; the next response announces close;
+        a linger lasts `linger` from now at most.
 
         An idle connection is not closed at once: a request may be on its way, and closing
         under it would fail it. After `idle_grace` of silence the race is unlikely.
         """
-        if self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered()):
+        if self.phase is _LINGER:
+            self._linger_end = min(self._linger_end, self.ctx.now + self.ctx.linger)
+            self.deadline = min(self.deadline, self._linger_end)
+        elif self.phase is _IDLE or (self.phase is _HEAD and not self.reader.buffered()):
             if idle_grace <= 0:
                 self._close_reason = CloseReason.DRAIN
                 self._hard_close()
@@ -748,9 +752,11 @@ class ClientProtocol(asyncio.Protocol):
         if self._close_reason in _POLICY_REASONS:
             self.ctx.returning.closed(self.client_ip, self.ctx.now)
         self.phase = _LINGER
-        now = self.ctx.now
-        self.deadline = now + self.ctx.linger
-        self._linger_end = now + self.ctx.linger_max
+        ctx = self.ctx
+        self.deadline = ctx.now + ctx.linger
+        # A drain does not wait on uploads it refused: linger in all, as it was before input
+        # could extend it.
+        self._linger_end = ctx.now + (ctx.linger if ctx.draining else ctx.linger_max)
         self.reader.discard_buffer()
         self._read_blocked = 0
         transport.resume_reading()

@@ -83,6 +83,37 @@ def test_input_after_an_announced_close_keeps_the_linger_going_up_to_linger_max(
     assert client_transport.closed
 
 
+def test_a_drain_does_not_wait_on_a_linger_that_input_keeps_going(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, upstream, _ = pair(loop)
+    ctx = client.ctx
+    client.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    upstream.data_received(RESPONSE)
+    ctx.now += 1.0
+    client.data_received(b"x")
+    ctx.set_draining()
+    assert client.deadline == ctx.now + ctx.linger
+    ctx.now += ctx.linger - 0.1
+    client.data_received(b"x")  # still sending: no longer extends it
+    assert client.deadline == ctx.now + 0.1
+
+
+def test_a_linger_that_begins_during_a_drain_lasts_linger_in_all(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, client_transport, upstream, _ = pair(loop)
+    ctx = client.ctx
+    client.data_received(REQUEST)
+    ctx.set_draining()
+    upstream.data_received(RESPONSE)  # announces close: the drain's
+    assert client_transport.eof_written
+    start = ctx.now
+    ctx.now += ctx.linger - 0.1
+    client.data_received(b"x")
+    assert client.deadline == start + ctx.linger
+
+
 def test_a_pooled_connection_closed_by_the_upstream_leaves_the_pool(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
