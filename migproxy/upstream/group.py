@@ -227,8 +227,12 @@ class UpstreamGroup:
             conn.close(UpstreamClose.UNHEALTHY)
         elif self.max_age and now - conn.opened_at >= self.max_age:
             conn.close(UpstreamClose.MAX_AGE)
-        elif not backend.pool.release(conn, now):
-            conn.close(UpstreamClose.POOL_FULL)
+        else:
+            pool = backend.pool
+            for stale in pool.make_room(now):
+                stale.close(UpstreamClose.IDLE)
+            if not pool.release(conn, now):
+                conn.close(UpstreamClose.POOL_FULL)
 
     # Housekeeping
 

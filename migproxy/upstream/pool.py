@@ -55,6 +55,15 @@ class IdlePool(Generic[C]):
         self._idle.append(conn)
         return True
 
+    def make_room(self, now: float) -> list[C]:
+        """If the pool is full and its oldest connection is past the idle timeout, remove and
+        return every such one (the caller closes them), so that a fresh connection is kept
+        instead of one the next sweep would close."""
+        idle = self._idle
+        if len(idle) < self.max_idle or not idle or now - idle[0].idle_since < self.idle_timeout:
+            return []
+        return self.expired(now)
+
     def discard(self, conn: C) -> None:
         """Forget `conn` (it closed while idle)."""
         try:

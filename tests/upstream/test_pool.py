@@ -74,3 +74,14 @@ def test_discard_and_drain() -> None:
     assert pool.drain() == [b]
     assert len(pool) == 0
     assert repr(pool) == "<IdlePool idle=0/10>"
+
+
+def test_a_full_pool_makes_room_only_by_removing_expired_connections() -> None:
+    pool: IdlePool[Conn] = IdlePool(max_idle=2, idle_timeout=5.0)
+    old, young = Conn("old"), Conn("young")
+    pool.release(old, now=0.0)
+    pool.release(young, now=4.0)
+    assert pool.make_room(now=4.5) == []  # full, but nothing expired: the caller closes its own
+    assert pool.make_room(now=6.0) == [old]
+    assert pool.release(Conn("fresh"), now=6.0)
+    assert IdlePool[Conn](max_idle=2, idle_timeout=5.0).make_room(now=100.0) == []
