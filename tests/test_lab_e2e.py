@@ -119,13 +119,24 @@ def test_quick_lab_moves_the_traffic_only_with_injection(tmp_path: Path) -> None
     assert lab_processes() == []
 
 
+# A shell starts a background job with SIGINT ignored (`migproxy lab ... &`): SIGTERM must
+# still stop it.
+IN_BACKGROUND = ["sh", "-c", 'trap \'\' INT; exec "$0" "$@"']
+
+
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_stops_everything_the_lab_started(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "launcher"),
+    [(signal.SIGINT, []), (signal.SIGTERM, []), (signal.SIGTERM, IN_BACKGROUND)],
+    ids=["ctrl-c", "sigterm", "sigterm-in-background"],
+)
+def test_a_signal_stops_everything_the_lab_started(
+    tmp_path: Path, signum: int, launcher: list[str]
+) -> None:
     require_matplotlib()
     before = lab_directories()
     with subprocess.Popen(
-        [*LAB, "--out", str(tmp_path)],
+        [*launcher, *LAB, "--out", str(tmp_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

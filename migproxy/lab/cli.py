@@ -193,13 +193,17 @@ def run_lab(scenario: Scenario, out_dir: Path, out: TextIO) -> list[PolicySummar
         print(f"-- policy {name}", file=out, flush=True)
 
     # SIGTERM stops the lab as Ctrl-C does: asyncio.Runner turns SIGINT into a cancellation
-    # of the run, whose clean-up stops everything it started.
+    # of the run, whose clean-up stops everything it started. Started in the background by a
+    # shell, the lab inherits SIGINT ignored, and the Runner would leave it so: SIGTERM too
+    # would then be ignored.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         with asyncio.Runner(loop_factory=loop_factory(True)) as runner:
             results = runner.run(run_scenario(scenario, specs, Progress(scenario, out), announce))
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     summaries, sections = write_outputs(
         out_dir, scenario, specs, results, time.monotonic() - started
     )
