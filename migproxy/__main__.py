@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         # A reload signal during start-up must not kill the process (SIGHUP's default action):
         # ignore it until serve() or the supervisor installs its handler.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    content = None
     try:
-        config = load_config(args.config)
+        if args.command == "worker":
+            from migproxy.control import config_in_force
+
+            config, content = config_in_force(args.config, Path(args.run_dir))
+        else:
+            config = load_config(args.config)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1
@@ -92,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(supervisor.run())
         worker = (args.index, Path(args.run_dir)) if args.command == "worker" else None
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(serve(config, config_path=args.config, worker=worker))
+            runner.run(
+                serve(config, config_path=args.config, worker=worker, config_content=content)
+            )
     except (OSError, ResolveError, RuntimeError) as err:
         logging.getLogger("migproxy").error("cannot start: %s", err)
         return 1

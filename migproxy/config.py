@@ -425,14 +425,23 @@ def parse_config(data: Mapping[str, object], source: str) -> Config:
     return Config(**sections, source=source)
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML config file; every failure is a ConfigError."""
-    source = os.fspath(path)
+def read_config_file(path: str | os.PathLike[str]) -> bytes:
+    """The content of a config file; ConfigError if it cannot be read."""
     try:
-        with open(source, "rb") as file:
-            data = tomllib.load(file)
+        with open(path, "rb") as file:
+            return file.read()
     except OSError as err:
-        raise ConfigError(source, "-", f"cannot read file: {err.strerror or err}") from err
+        raise ConfigError(os.fspath(path), "-", f"cannot read file: {err.strerror or err}") from err
+
+
+def load_config(path: str | os.PathLike[str], content: bytes | None = None) -> Config:
+    """Read and validate a TOML config file (or `content`, read from it before); every failure
+    is a ConfigError."""
+    source = os.fspath(path)
+    if content is None:
+        content = read_config_file(source)
+    try:
+        data = tomllib.loads(content.decode())
     except UnicodeDecodeError as err:
         raise ConfigError(source, "-", f"not valid UTF-8: {err.reason}") from err
     except tomllib.TOMLDecodeError as err:

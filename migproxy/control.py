@@ -12,7 +12,8 @@
 #   that write a new file and rename it, and the symlink swap of Kubernetes ConfigMaps.
 # - Under a supervisor, one worker samples the watched DNS name for all of them, and every
 #   epoch a worker starts reaches the others, and any worker started again, through a file
-#   in the run directory (SharedEpoch).
+#   in the run directory (SharedEpoch); a worker started again takes the config its siblings
+#   have in force from there too (config_in_force).
 from __future__ import annotations
 
 import asyncio
@@ -23,10 +24,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from migproxy.config import Config, ConfigError, load_config
+from migproxy.config import Config, ConfigError, load_config, read_config_file
 from migproxy.proxy import ProxyContext
 
 log = logging.getLogger("migproxy")
+CONFIG_IN_FORCE = "config.toml"  # in a supervisor's run directory: see config_in_force()
 
 # Settings applied at start only, by section; in [upstream] every key but these.
 RESTART_SECTIONS = ("listen", "admin", "metrics", "server")
@@ -59,19 +61,24 @@ class Reloader:
         path: str | os.PathLike[str],
         ctx: ProxyContext,
         adjust: Callable[[Config], Config] | None = None,
+        *,
+        loaded: bytes | None = None,
+        applied: Callable[[bytes], None] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.ctx = ctx
         self.adjust = adjust  # what this process changes in a loaded config (a worker's admin)
+        self.applied = applied  # told the content of every config it applies
         self.last_error = ""  # why the last reload was refused ("" after a success)
-        self._loaded = _read(self.path)  # the file's content when it was last loaded
+        # The content of the config in force (by default: the file's now).
+        self._loaded = loaded if loaded is not None else _read(self.path)
 
     def reload(self, trigger: str) -> tuple[bool, str]:
         """Load and apply the file; return (applied, message). Never raises ConfigError."""
-        self._loaded = _read(self.path)
+        content = self._loaded = _read(self.path)
         ctx = self.ctx
         try:
-            new = load_config(self.path)
+            new = load_config(self.path, content)
             if self.adjust is not None:
                 new = self.adjust(new)
             key = restart_needed(ctx.config, new)
@@ -87,6 +94,8 @@ class Reloader:
         changes = describe_changes(ctx.config, new)
         ctx.apply_config(new)
         ctx.count_reload(ok=True)
+        if self.applied is not None and content is not None:
+            self.applied(content)
         self.last_error = ""
         message = f"reloaded ({trigger}): " + (", ".join(changes) or "no change")
         log.info("%s", message)
@@ -118,6 +127,34 @@ def describe_changes(old: Config, new: Config) -> list[str]:
             if getattr(before, key.name) != value:
                 changes.append(f"{field.name}.{key.name}={value}")
     return changes
+
+
+def config_in_force(path: str, run_dir: Path) -> tuple[Config, bytes]:
+    """The config of a worker about to start: the one its siblings have in force.
+
+    The workers keep the content of the config they apply in the run directory. A worker
+    started again takes that, not the file as it is now: the file may hold a change that the
+    others refused as "needs a restart", or one they have not reloaded yet (its own watch of
+    the file then reloads it, as theirs do). The first workers to start write it.
+
+    Raises:
+        ConfigError: the file cannot be read or is invalid (a first start).
+    """
+    kept = run_dir / CONFIG_IN_FORCE
+    content = _read(str(kept))
+    if content is None:
+        content = read_config_file(path)
+        if not write_atomically(kept, content, replace=False):  # a sibling was first
+            content = _read(str(kept)) or content
+    return load_config(path, content), content
+
+
+def keep_in_force(run_dir: Path, content: bytes) -> None:
+    """Keep `content`, just applied, as the config in force (see config_in_force)."""
+    try:
+        write_atomically(run_dir / CONFIG_IN_FORCE, content)
+    except OSError as err:  # applied all the same; only a restarted worker would miss it
+        log.error("%s: cannot keep the config in force: %s", run_dir, err.strerror or err)
 
 
 def write_atomically(path: Path, data: bytes, *, replace: bool = True) -> bool:

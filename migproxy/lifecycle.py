@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import logging
 import os
@@ -18,7 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from migproxy.admin import start_admin
 from migproxy.config import Address, Config
-from migproxy.control import Reloader, SharedEpoch, write_atomically
+from migproxy.control import Reloader, SharedEpoch, keep_in_force, write_atomically
 from migproxy.http1 import parse
 from migproxy.metrics import Metrics, build_metrics
 from migproxy.migration import EpochWatcher
@@ -122,10 +123,12 @@ async def serve(
     ready: Callable[[ProxyContext], None] | None = None,
     config_path: str | None = None,
     worker: tuple[int, Path] | None = None,
+    config_content: bytes | None = None,
 ) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return.
 
-    With `config_path`, SIGHUP, a change of that file and POST /reload reload it. With
+    With `config_path`, SIGHUP, a change of that file and POST /reload reload it
+    (`config_content`: the content `config` was loaded from, if not the file's now). With
     `worker` (its index and the run directory), this is a worker under a supervisor
     (migproxy/supervisor.py): it shares the listening address, writes its admin port to
     worker-INDEX.port in the run directory once it serves, shares its epochs with the other
@@ -159,7 +162,10 @@ async def serve(
         watcher.start()
     reloader = None
     if config_path is not None:
-        reloader = Reloader(config_path, ctx, as_worker if worker is not None else None)
+        reloader = Reloader(config_path, ctx, loaded=config_content)
+        if worker is not None:
+            reloader.adjust = as_worker
+            reloader.applied = functools.partial(keep_in_force, worker[1])
     admin = await start_admin(ctx, registry, reloader)
     if admin is not None:
         host, port = admin.addresses[0][:2]

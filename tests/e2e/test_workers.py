@@ -155,6 +155,22 @@ def test_a_restarted_worker_has_the_epoch_its_siblings_have() -> None:
         assert status == 200 and json.loads(text)["epoch"] == state["epoch"]
 
 
+def test_a_restarted_worker_runs_the_config_its_siblings_have() -> None:
+    # An edit that needs a restart (the listen backlog) refuses the whole reload: the workers
+    # keep ratio 0. A worker started again must not take the file as it is now.
+    with two_workers() as proxy:
+        rewrite(proxy, listen={"backlog": 64}, close={"ratio": 1.0})
+        status, answer = post(proxy.admin_url + "/reload")
+        assert status == 400 and "listen.backlog" in str(answer["message"])
+        kill_first_worker(proxy)
+        wait_ready(proxy)
+        status, text = fetch(proxy.admin_url + "/config")  # worker 0's: the new one
+        config = json.loads(text)
+        assert status == 200 and config["close"]["ratio"] == 0.0
+        assert config["listen"]["backlog"] == 1024
+        assert one_request_each(proxy, 10) == [False] * 10
+
+
 def test_sigterm_drains_every_worker() -> None:
     with two_workers() as proxy, contextlib.closing(RawClient(proxy.port)) as client:
         assert not client.request(GET).announces_close
