@@ -195,6 +195,8 @@ class UpstreamGroup:
             raise ConnectError(
                 f"connect to {backend.label} failed: {err.strerror or err}"
             ) from None
+        if conn.closed:  # the upstream closed it before this task resumed (it is gone)
+            raise ConnectError(f"connect to {backend.label} failed: closed at once by the upstream")
         sock = transport.get_extra_info("socket")
         try:
             if sock is not None:

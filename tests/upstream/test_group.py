@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from benchmarks.datapath_bench import MemoryTransport
 from migproxy.config import Address, Config, ListenConfig, UpstreamConfig
+from migproxy.errors import ConnectError
 from migproxy.stats import Stats, UpstreamClose
 from migproxy.upstream.connection import UpstreamConnection
 from migproxy.upstream.group import UpstreamBackend, UpstreamGroup
@@ -123,3 +125,22 @@ def test_no_address_left_explains_the_503(group: UpstreamGroup) -> None:
     group.set_addresses(())
     assert group.pick() is None
     assert "no address" in group.unavailable_reason()
+
+
+def test_a_connection_the_upstream_closed_before_connect_returned_is_a_connect_error(
+    group: UpstreamGroup,
+) -> None:
+    # Its close (or a greeting, which closes it) can be handled by the loop before the task
+    # that awaited the connect resumes: the exchange must fail now (502), not wait for a
+    # response that cannot come (504 after the response timeout).
+    async def connect_then_lose(factory: Any, host: str, port: int) -> tuple[Any, Any]:
+        conn = factory()
+        transport = MemoryTransport()
+        conn.connection_made(transport)
+        conn.connection_lost(None)
+        return transport, conn
+
+    group.loop.create_connection = connect_then_lose  # type: ignore[method-assign,assignment]
+    backend = group.balancer.backends["10.0.0.1"]
+    with pytest.raises(ConnectError, match="closed at once by the upstream"):
+        group.loop.run_until_complete(group.connect(backend))
