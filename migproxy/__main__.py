@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from migproxy import __version__
-from migproxy.config import Config, ConfigError, load_config
+from migproxy.config import Config, ConfigError, load_config, read_config_file
 from migproxy.fdlimit import raise_open_files_limit
 from migproxy.loop import loop_factory
 
@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         # A reload signal during start-up must not kill the process (SIGHUP's default action):
         # ignore it until serve() or the supervisor installs its handler.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    content = None
     try:
         if args.command == "worker":
             from migproxy.control import config_in_force
 
             config, content = config_in_force(args.config, Path(args.run_dir))
         else:
-            config = load_config(args.config)
+            content = read_config_file(args.config)  # read once: what runs is what was checked
+            config = load_config(args.config, content)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and config.server.workers > 1:
             from migproxy.supervisor import Supervisor
 
-            supervisor = Supervisor(config, args.config, args.no_uvloop)
+            supervisor = Supervisor(config, args.config, args.no_uvloop, content)
             return asyncio.run(supervisor.run())
         worker = (args.index, Path(args.run_dir)) if args.command == "worker" else None
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:

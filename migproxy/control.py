@@ -60,28 +60,33 @@ class Reloader:
         self,
         path: str | os.PathLike[str],
         ctx: ProxyContext,
-        adjust: Callable[[Config], Config] | None = None,
         *,
         loaded: bytes | None = None,
+        in_force: Config | None = None,
+        adjust: Callable[[Config], Config] | None = None,
         applied: Callable[[bytes], None] | None = None,
     ) -> None:
+        """`loaded`: the content of the config in force (default: the file's now);
+        `in_force`: that config as loaded, before `adjust` (default: ctx.config); `adjust`:
+        what this process changes in a loaded config (a worker's admin address); `applied`:
+        told the content of every config applied."""
         self.path = os.fspath(path)
         self.ctx = ctx
-        self.adjust = adjust  # what this process changes in a loaded config (a worker's admin)
-        self.applied = applied  # told the content of every config it applies
+        self.adjust = adjust
+        self.applied = applied
         self.last_error = ""  # why the last reload was refused ("" after a success)
-        # The content of the config in force (by default: the file's now).
         self._loaded = loaded if loaded is not None else _read(self.path)
+        # What a restart would be needed for is judged on configs as loaded: an adjusted
+        # config hides changes (a worker's admin address is always its own).
+        self._in_force = in_force if in_force is not None else ctx.config
 
     def reload(self, trigger: str) -> tuple[bool, str]:
         """Load and apply the file; return (applied, message). Never raises ConfigError."""
-        content = self._loaded = _read(self.path)
         ctx = self.ctx
         try:
-            new = load_config(self.path, content)
-            if self.adjust is not None:
-                new = self.adjust(new)
-            key = restart_needed(ctx.config, new)
+            content = self._loaded = read_config_file(self.path)
+            loaded = load_config(self.path, content)
+            key = restart_needed(self._in_force, loaded)
             if key is not None:
                 raise ConfigError(
                     self.path, key, "changed; a restart is needed to apply it (nothing changed)"
@@ -91,10 +96,12 @@ class Reloader:
             log.error("reload (%s) refused: %s", trigger, err)
             ctx.count_reload(ok=False)
             return False, str(err)
+        new = self.adjust(loaded) if self.adjust is not None else loaded
         changes = describe_changes(ctx.config, new)
         ctx.apply_config(new)
         ctx.count_reload(ok=True)
-        if self.applied is not None and content is not None:
+        self._in_force = loaded
+        if self.applied is not None:
             self.applied(content)
         self.last_error = ""
         message = f"reloaded ({trigger}): " + (", ".join(changes) or "no change")
@@ -132,20 +139,26 @@ def describe_changes(old: Config, new: Config) -> list[str]:
 def config_in_force(path: str, run_dir: Path) -> tuple[Config, bytes]:
     """The config of a worker about to start: the one its siblings have in force.
 
-    The workers keep the content of the config they apply in the run directory. A worker
-    started again takes that, not the file as it is now: the file may hold a change that the
-    others refused as "needs a restart", or one they have not reloaded yet (its own watch of
-    the file then reloads it, as theirs do). The first workers to start write it.
+    The supervisor keeps the content of the config it starts with in the run directory, and
+    the workers keep there the content of each config they apply. A worker started again
+    takes that, not the file as it is now: the file may hold a change that the others
+    refused as "needs a restart", or one they have not reloaded yet (its own watch of the
+    file then tries it, as theirs did). Kept content that does not load (written by an older
+    migproxy, say) is logged and the file is read instead.
 
     Raises:
-        ConfigError: the file cannot be read or is invalid (a first start).
+        ConfigError: the file cannot be read or is invalid.
     """
     kept = run_dir / CONFIG_IN_FORCE
     content = _read(str(kept))
-    if content is None:
-        content = read_config_file(path)
-        if not write_atomically(kept, content, replace=False):  # a sibling was first
-            content = _read(str(kept)) or content
+    if content is not None:
+        try:
+            return load_config(path, content), content
+        except ConfigError as err:
+            log.error("%s: %s: %s; reading %s instead", kept, err.key, err.reason, path)
+    elif kept.exists():
+        log.error("%s: cannot be read; reading %s instead", kept, path)
+    content = read_config_file(path)
     return load_config(path, content), content
 
 

@@ -135,6 +135,7 @@ async def serve(
     workers through the run directory (SharedEpoch), and samples the watched DNS name for all
     of them if it is worker 0.
     """
+    as_loaded = config
     if worker is not None:
         config = as_worker(config)
     loop = asyncio.get_running_loop()
@@ -162,7 +163,7 @@ async def serve(
         watcher.start()
     reloader = None
     if config_path is not None:
-        reloader = Reloader(config_path, ctx, loaded=config_content)
+        reloader = Reloader(config_path, ctx, loaded=config_content, in_force=as_loaded)
         if worker is not None:
             reloader.adjust = as_worker
             reloader.applied = functools.partial(keep_in_force, worker[1])

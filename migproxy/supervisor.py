@@ -4,10 +4,12 @@
 # requests on to all of them, and serves the admin endpoint for the whole proxy.
 #
 # Rules:
-# - Workers are `python -m migproxy worker`: they load the same config file, watch it for
-#   changes themselves, and serve an internal admin endpoint on a loopback port they choose
-#   and write to the run directory. The supervisor reaches them only through signals and
-#   those endpoints, so a worker is exactly the single-process proxy, tested as such.
+# - Workers are `python -m migproxy worker`: they start from the config in force, kept in the
+#   run directory (the content this process checked, then each config the workers apply),
+#   watch the config file for changes themselves, and serve an internal admin endpoint on a
+#   loopback port they choose and write to the run directory. The supervisor reaches them
+#   only through signals and those endpoints, so a worker is exactly the single-process
+#   proxy, tested as such.
 # - Metrics use prometheus-client's multiprocess mode: every worker writes its series to
 #   files in one directory, and the supervisor's /metrics adds them up. A dead worker's
 #   files are marked dead (its gauges drop out; its counters keep counting).
@@ -34,7 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from migproxy.admin import config_response, json_response, token_refusal
 from migproxy.config import Config, ConfigError, load_config
-from migproxy.control import restart_needed
+from migproxy.control import CONFIG_IN_FORCE, restart_needed
 from migproxy.lifecycle import check_address_free
 
 log = logging.getLogger("migproxy")
@@ -63,9 +65,10 @@ class Worker:
 class Supervisor:
     """Runs the workers of one proxy."""
 
-    def __init__(self, config: Config, config_path: str, no_uvloop: bool) -> None:
+    def __init__(self, config: Config, config_path: str, no_uvloop: bool, content: bytes) -> None:
         self.config = config
         self.config_path = config_path
+        self.content = content  # of the config file, as `config` was loaded from it
         self.no_uvloop = no_uvloop
         self.run_dir = Path(tempfile.mkdtemp(prefix="migproxy-"))
         self.metrics_dir = self.run_dir / "metrics"
@@ -81,6 +84,9 @@ class Supervisor:
         admin = None
         try:
             check_address_free(address.host, address.port)  # fail here, not in every worker
+            # The workers start from this very content (see control.config_in_force), not
+            # from a read of the file of their own, which may come after an edit.
+            (self.run_dir / CONFIG_IN_FORCE).write_bytes(self.content)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_stop_signal, sig)
             loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)

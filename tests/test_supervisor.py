@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from migproxy.config import ConfigError
+from migproxy.config import ConfigError, load_config
 from migproxy.control import CONFIG_IN_FORCE, Reloader, config_in_force, keep_in_force
+from migproxy.lifecycle import as_worker
 from migproxy.proxy import ProxyContext
 from migproxy.supervisor import _json_or_text
 
@@ -44,13 +45,44 @@ def test_a_worker_started_again_takes_the_config_its_siblings_have(tmp_path: Pat
     path, run_dir = tmp_path / "migproxy.toml", tmp_path / "run"
     run_dir.mkdir()
     path.write_text(BASE + "[close]\nratio = 0.1\n")
-    config, content = config_in_force(str(path), run_dir)  # the first start: the file's
-    assert config.close.ratio == 0.1 and config.source == str(path)
-    assert (run_dir / CONFIG_IN_FORCE).read_bytes() == content == path.read_bytes()
+    (run_dir / CONFIG_IN_FORCE).write_bytes(path.read_bytes())  # the supervisor, at start
     # An edit the workers refused as a whole: a new listening address needs a restart.
     path.write_text(BASE.replace("8080", "9090") + "[close]\nratio = 0.9\n")
-    config, _ = config_in_force(str(path), run_dir)
+    config, content = config_in_force(str(path), run_dir)
     assert (config.listen.address.port, config.close.ratio) == (8080, 0.1)
+    assert config.source == str(path) and content == (run_dir / CONFIG_IN_FORCE).read_bytes()
+
+
+def test_kept_content_that_does_not_load_is_logged_and_the_file_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, run_dir = tmp_path / "migproxy.toml", tmp_path / "run"
+    run_dir.mkdir()
+    path.write_text(BASE + "[close]\nratio = 0.3\n")
+    kept = run_dir / CONFIG_IN_FORCE
+    kept.write_text(BASE + "[close]\nfuture_key = 1\n")  # from another migproxy version, say
+    config, content = config_in_force(str(path), run_dir)
+    assert config.close.ratio == 0.3 and content == path.read_bytes()
+    assert f"{kept}: close.future_key: unknown key; reading {path} instead" in caplog.text
+
+
+def test_a_worker_reload_refuses_a_new_admin_address_as_the_supervisor_does(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    # A worker's admin address is its own (as_worker): comparing adjusted configs hid the
+    # change, and workers applied the rest of an edit that POST /reload refused.
+    path = tmp_path / "migproxy.toml"
+    admin = '[admin]\naddress = "127.0.0.1:9901"\n'
+    path.write_text(BASE + admin)
+    loaded = load_config(path)
+    ctx = ProxyContext(as_worker(loaded), loop)
+    reloader = Reloader(path, ctx, in_force=loaded, adjust=as_worker)
+    path.write_text(BASE + admin.replace("9901", "9902") + "[close]\nratio = 1\n")
+    applied, message = reloader.reload("test")
+    assert not applied and "admin.address: changed; a restart is needed" in message
+    assert ctx.config.close.ratio == 0.0
+    path.write_text(BASE + admin + "[close]\nratio = 1\n")
+    assert reloader.reload("test")[0] and ctx.config.close.ratio == 1.0
 
 
 def test_every_config_a_worker_applies_is_kept_for_a_restart(
@@ -72,6 +104,12 @@ def test_every_config_a_worker_applies_is_kept_for_a_restart(
     assert config_in_force(str(path), run_dir)[0].close.ratio == 0.5
 
 
-def test_a_first_start_without_a_readable_file_is_a_config_error(tmp_path: Path) -> None:
+def test_without_kept_content_a_worker_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "migproxy.toml"
+    path.write_text(BASE + "[close]\nratio = 0.2\n")
+    assert config_in_force(str(path), tmp_path)[0].close.ratio == 0.2
+
+
+def test_a_start_without_a_readable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml: -: cannot read file"):
         config_in_force(str(tmp_path / "missing.toml"), tmp_path)

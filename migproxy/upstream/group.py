@@ -195,6 +195,7 @@ class UpstreamGroup:
             raise ConnectError(
                 f"connect to {backend.label} failed: {err.strerror or err}"
             ) from None
+        self.stats.upstream_opened += 1  # counted even if it fails below: its close is
         if conn.closed:  # the upstream closed it before this task resumed (it is gone)
             raise ConnectError(f"connect to {backend.label} failed: closed at once by the upstream")
         sock = transport.get_extra_info("socket")
@@ -206,7 +207,6 @@ class UpstreamGroup:
             raise ConnectError(
                 f"connect to {backend.label} failed: {err.strerror or err}"
             ) from None
-        self.stats.upstream_opened += 1
         return conn
 
     def release(self, conn: UpstreamConnection, now: float, draining: bool) -> None:

@@ -144,3 +144,5 @@ def test_a_connection_the_upstream_closed_before_connect_returned_is_a_connect_e
     backend = group.balancer.backends["10.0.0.1"]
     with pytest.raises(ConnectError, match="closed at once by the upstream"):
         group.loop.run_until_complete(group.connect(backend))
+    # opened and closed alike: what is open (opened - closed) stays true
+    assert group.stats.upstream_opened == sum(group.stats.upstream_closes.values()) == 1
