@@ -9,7 +9,8 @@
 # Rules:
 # - A close is announced in a response head before it happens (DESIGN.md §2). The only
 #   unannounced closes are: an idle keep-alive connection timing out (no request in flight),
-#   a protocol error we answer with 400/408/431, and an abort when the upstream fails after
+#   a protocol error we answer with 400/408/413/431, a request body that goes wrong after its
+#   request was answered early (a graceful close), and an abort when the upstream fails after
 #   the response head was sent (the client must not take a truncated body as complete).
 # - Graceful close: stop reading requests, half-close our write side, then read and discard
 #   until the client closes or the linger time passes. Closing with unread input would make
@@ -210,7 +211,9 @@ class ClientProtocol(asyncio.Protocol):
             # Discarded. A client still sending (an upload answered early, as by a 413) keeps
             # the linger going, to close.linger_max in all: closing under its upload would
             # reset the connection, and the reset can destroy the answer before it is read.
-            self.deadline = min(self.ctx.now + self.ctx.linger, self._linger_end)
+            # The clock is read, not the sweep's: a stale one would end the silence early.
+            ctx = self.ctx
+            self.deadline = min(ctx.loop.time() + ctx.linger, self._linger_end)
             return
         if phase is _CLOSED:
             return
@@ -681,7 +684,11 @@ class ClientProtocol(asyncio.Protocol):
             conn.abort()
         self._leave_backend()
         if self._response_done:
-            self._hard_close()  # the request was answered already; its body went wrong
+            # The request was answered already and its body went wrong: close (unannounced,
+            # the answer is out) but gracefully, or the reset could destroy the answer.
+            self._request = None
+            self._close_reason = self._close_reason or CloseReason.ERROR
+            self._close()
         elif self._response_started:
             self.flush_client()
             self._abort()
@@ -753,10 +760,11 @@ class ClientProtocol(asyncio.Protocol):
             self.ctx.returning.closed(self.client_ip, self.ctx.now)
         self.phase = _LINGER
         ctx = self.ctx
-        self.deadline = ctx.now + ctx.linger
+        now = ctx.loop.time()  # not the sweep's clock, which would cut the linger short
+        self.deadline = now + ctx.linger
         # A drain does not wait on uploads it refused: linger in all, as it was before input
         # could extend it.
-        self._linger_end = ctx.now + (ctx.linger if ctx.draining else ctx.linger_max)
+        self._linger_end = now + (ctx.linger if ctx.draining else ctx.linger_max)
         self.reader.discard_buffer()
         self._read_blocked = 0
         transport.resume_reading()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.datapath_bench import MemoryTransport
-from migproxy.config import Address, Config, ListenConfig, UpstreamConfig
+from migproxy.config import Address, Config, LimitsConfig, ListenConfig, UpstreamConfig
 from migproxy.proxy import ProxyContext
 from migproxy.server.client_protocol import ClientProtocol
 from migproxy.upstream.connection import UpstreamConnection
@@ -51,12 +51,26 @@ class FakeTransport(MemoryTransport):
         self.aborted = True
 
 
+class Clock:
+    """The loop's clock, set by the test (loop.time() is replaced); `ctx.now`, the sweep's
+    coarse copy, is set apart where a test needs it stale."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, now: float = 1000.0) -> None:
+        self.now = now
+        loop.time = self  # type: ignore[method-assign]
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def pair(
     loop: asyncio.AbstractEventLoop,
+    limits: LimitsConfig | None = None,
 ) -> tuple[ClientProtocol, FakeTransport, UpstreamConnection, FakeTransport]:
     config = Config(
         listen=ListenConfig(Address("127.0.0.1", 8080)),
         upstream=UpstreamConfig(Address("127.0.0.1", 8081)),
+        limits=limits or LimitsConfig(),
     )
     ctx = ProxyContext(config, loop)
     ctx.upstreams.set_addresses(("127.0.0.1",))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.server.harness import REQUEST, RESPONSE, pair
+import pytest
+
+from migproxy.config import LimitsConfig
+from migproxy.server.client_protocol import ClientProtocol
+from tests.server.harness import REQUEST, RESPONSE, Clock, FakeTransport, pair
 
 UPGRADE = b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n"
 SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n"
@@ -63,55 +67,89 @@ def test_a_head_begun_during_a_drain_gets_the_head_timeout_not_the_grace(
     assert not client_transport.chunks and not client_transport.closed
 
 
+def lingering(
+    loop: asyncio.AbstractEventLoop, drain_first: bool = False
+) -> tuple[ClientProtocol, FakeTransport, Clock]:
+    """A client connection lingering after a response that announced close, at clock.now."""
+    clock = Clock(loop)
+    client, client_transport, upstream, _ = pair(loop)
+    client.ctx.now = clock.now
+    if drain_first:
+        client.data_received(REQUEST)
+        client.ctx.set_draining()  # the response announces close: the drain's
+    else:
+        client.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    upstream.data_received(RESPONSE)
+    assert client_transport.eof_written and client.phase.value == "linger"
+    return client, client_transport, clock
+
+
 def test_input_after_an_announced_close_keeps_the_linger_going_up_to_linger_max(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    client, client_transport, upstream, _ = pair(loop)
+    client, client_transport, clock = lingering(loop)
     ctx = client.ctx
-    client.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    upstream.data_received(RESPONSE)
-    assert client_transport.eof_written  # the announced close: lingering now
-    start, linger, linger_max = ctx.now, ctx.linger, ctx.linger_max
+    start, linger, linger_max = clock.now, ctx.linger, ctx.linger_max
     assert client.deadline == start + linger
-    ctx.now = start + linger - 0.1
+    clock.now = start + linger - 0.1
     client.data_received(b"x" * 100)  # still sending: a silence ends the linger, not the clock
-    assert client.deadline == ctx.now + linger
-    ctx.now = start + linger_max - 0.1
+    assert client.deadline == clock.now + linger
+    clock.now = start + linger_max - 0.1
     client.data_received(b"x" * 100)
     assert client.deadline == start + linger_max  # never longer than linger_max in all
     client.deadline_passed(client.deadline)
     assert client_transport.closed
 
 
+def test_the_lingers_silence_is_timed_from_the_clock_not_the_sweeps_copy(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # ctx.now is refreshed by the sweep only: timed from it, the silence ended up to one
+    # sweep interval early, and a client still sending got a reset.
+    client, _, clock = lingering(loop)
+    ctx = client.ctx
+    clock.now += 0.4  # the sweep has not run since
+    client.data_received(b"x")
+    assert client.deadline == clock.now + ctx.linger > ctx.now + ctx.linger
+
+
 def test_a_drain_does_not_wait_on_a_linger_that_input_keeps_going(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    client, client_transport, upstream, _ = pair(loop)
+    client, _, clock = lingering(loop)
     ctx = client.ctx
-    client.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    upstream.data_received(RESPONSE)
-    ctx.now += 1.0
+    clock.now += 1.0
     client.data_received(b"x")
     ctx.set_draining()
-    assert client.deadline == ctx.now + ctx.linger
-    ctx.now += ctx.linger - 0.1
+    assert client.deadline == clock.now + ctx.linger
+    clock.now += ctx.linger - 0.1
     client.data_received(b"x")  # still sending: no longer extends it
-    assert client.deadline == ctx.now + 0.1
+    assert client.deadline == pytest.approx(clock.now + 0.1)
 
 
 def test_a_linger_that_begins_during_a_drain_lasts_linger_in_all(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    client, client_transport, upstream, _ = pair(loop)
-    ctx = client.ctx
-    client.data_received(REQUEST)
-    ctx.set_draining()
-    upstream.data_received(RESPONSE)  # announces close: the drain's
-    assert client_transport.eof_written
-    start = ctx.now
-    ctx.now += ctx.linger - 0.1
+    client, _, clock = lingering(loop, drain_first=True)
+    start = clock.now
+    clock.now += client.ctx.linger - 0.1
     client.data_received(b"x")
-    assert client.deadline == start + ctx.linger
+    assert client.deadline == start + client.ctx.linger
+
+
+def test_a_body_error_after_an_early_answer_closes_gracefully(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # The upstream answered before the body ended; the rest of the body is read and dropped,
+    # and crosses max_body_bytes: the connection closes, but with a FIN and a linger, not a
+    # reset that could destroy the answer the client has not read yet.
+    client, client_transport, upstream, _ = pair(loop, LimitsConfig(max_body_bytes=1000))
+    client.data_received(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    upstream.data_received(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope")
+    assert client_transport.chunks[-1].endswith(b"nope")
+    client.data_received(b"3e8\r\n" + b"a" * 1000 + b"\r\n3e8\r\n")  # 2000 bytes: over it
+    assert client_transport.eof_written and not client_transport.closed
+    assert client.phase.value == "linger"
 
 
 def test_a_pooled_connection_closed_by_the_upstream_leaves_the_pool(
