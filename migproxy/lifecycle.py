@@ -247,13 +247,42 @@ async def _sweep_forever(ctx: ProxyContext) -> None:
         ctx.sweep()
 
 
+async def _accept_queued(ctx: ProxyContext, listeners: list[socket.socket]) -> int:
+    """Accept the connections waiting in the accept queues of `listeners` (duplicates of the
+    listening sockets the loop no longer accepts on), serve them as the drain serves every
+    connection, and close the listeners; how many were taken.
+
+    Closing a listening socket resets the connections the kernel completed but nobody
+    accepted yet: clients that connected just before a drain, which injected closes make
+    many, would see resets instead of an answer with `Connection: close`.
+    """
+    taken = 0
+    for listener in listeners:
+        with listener:
+            listener.setblocking(False)
+            for _ in range(ctx.config.listen.backlog):  # the queue holds no more than this
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+                try:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    await ctx.loop.connect_accepted_socket(lambda: ClientProtocol(ctx), conn)
+                except OSError:  # the client gave up meanwhile
+                    conn.close()
+                    continue
+                taken += 1
+    return taken
+
+
 async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
     """Graceful shutdown, with the [drain] settings in force when it starts.
 
     /readyz fails at once; for `delay` seconds the proxy keeps serving as before, so that a
-    load balancer notices and stops sending; then it stops accepting, every response
-    announces close, connections idle for `idle_grace` are closed, and it returns when the
-    last connection is gone or after `timeout`, aborting what is left.
+    load balancer notices and stops sending; then it stops accepting (and serves what waited
+    in the accept queues), every response announces close, connections idle for
+    `idle_grace` are closed, and it returns when the last connection is gone or after
+    `timeout`, aborting what is left.
     """
     drain = ctx.config.drain
     ctx.stopping = True
@@ -261,9 +290,15 @@ async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
         log.info("draining in %s s (/readyz now fails)", drain.delay)
         await asyncio.sleep(drain.delay)
     log.info("draining %d connections", len(ctx.connections))
+    queued = [
+        socket.socket(fileno=os.dup(sock.fileno())) for server in servers for sock in server.sockets
+    ]
     for server in servers:
         server.close()
     ctx.set_draining()
+    taken = await _accept_queued(ctx, queued)
+    if taken:
+        log.info("took %d connections from the accept queues", taken)
     deadline = ctx.loop.time() + drain.timeout
     while ctx.connections and ctx.loop.time() < deadline:
         await asyncio.sleep(0.05)

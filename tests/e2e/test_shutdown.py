@@ -1,13 +1,15 @@
 # SIGTERM: stop accepting, finish the exchange in flight with an announced close, close idle
-# keep-alive connections, exit 0.
+# keep-alive connections, serve what waited in the accept queues, exit 0.
 from __future__ import annotations
 
 import signal
 import socket
 import threading
 
+import pytest
+
 from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import ScriptedUpstream, run_proxy
+from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
 
 EXIT_TIMEOUT = 20.0
 
@@ -44,3 +46,27 @@ def test_sigterm_finishes_in_flight_exchange_and_closes_idle_connections() -> No
             busy.close()
         assert proxy.proc.wait(EXIT_TIMEOUT) == 0
         assert "drained" in proxy.log()
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])
+def test_connections_waiting_in_the_accept_queue_are_served_not_reset(use_uvloop: bool) -> None:
+    # Closing a listening socket resets what the kernel queued for it. Clients that connect
+    # just before a drain (injected closes make many reconnect) must get their answer.
+    with (
+        ScriptedUpstream(answer_ok) as upstream,
+        run_proxy(upstream.port, uvloop=use_uvloop) as proxy,
+    ):
+        proxy.proc.send_signal(signal.SIGSTOP)  # the kernel queues; nobody accepts
+        clients = [RawClient(proxy.port) for _ in range(20)]
+        try:
+            for client in clients:
+                client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            proxy.proc.send_signal(signal.SIGTERM)
+            proxy.proc.send_signal(signal.SIGCONT)
+            answers = [client.read_response() for client in clients]
+        finally:
+            proxy.proc.send_signal(signal.SIGCONT)
+            for client in clients:
+                client.close()
+        assert [(a.status, a.announces_close) for a in answers] == [(200, True)] * 20
+        assert proxy.proc.wait(EXIT_TIMEOUT) == 0
