@@ -1,8 +1,10 @@
 # Configuration: read the TOML file, validate every key, return typed and frozen settings.
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
@@ -425,11 +427,20 @@ def parse_config(data: Mapping[str, object], source: str) -> Config:
     return Config(**sections, source=source)
 
 
+def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The content of a regular file. Anything else is refused (OSError) without waiting:
+    the event loop reads config files, and a FIFO put in their place would block it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read()
+
+
 def read_config_file(path: str | os.PathLike[str]) -> bytes:
     """The content of a config file; ConfigError if it cannot be read."""
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        return read_regular_file(path)
     except OSError as err:
         raise ConfigError(os.fspath(path), "-", f"cannot read file: {err.strerror or err}") from err
 

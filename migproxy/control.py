@@ -24,7 +24,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from migproxy.config import Config, ConfigError, load_config, read_config_file
+from migproxy.config import (
+    Config,
+    ConfigError,
+    load_config,
+    read_config_file,
+    read_regular_file,
+)
 from migproxy.proxy import ProxyContext
 
 log = logging.getLogger("migproxy")
@@ -193,8 +199,7 @@ def write_atomically(path: Path, data: bytes, *, replace: bool = True) -> bool:
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        return read_regular_file(path)
     except OSError:
         return None  # being replaced, or gone: try again at the next poll
 

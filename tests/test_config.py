@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import pickle
 import time
 import tomllib
@@ -591,6 +592,18 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: -: cannot read file: No such file or directory"
+
+
+@pytest.mark.timeout(10)  # opening a FIFO with no writer would block for ever
+def test_a_fifo_or_a_directory_is_refused_without_waiting(tmp_path: Path) -> None:
+    # The config file is read on the event loop (its watch, SIGHUP, POST /reload): a FIFO
+    # put in its place froze the whole proxy until something wrote into it.
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path, reason in ((fifo, "not a regular file"), (tmp_path, "Is a directory")):
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == f"{path}: -: cannot read file: {reason}"
 
 
 def test_file_not_utf8(tmp_path: Path) -> None:
