@@ -289,6 +289,12 @@ class Supervisor:
         if not body.strip():
             body = json.dumps({"epoch": _rfc3339(time.time())}).encode()
         answers = await self._each("POST", "/migration/epoch", data=body, headers=_auth(request))
+        applied = [text for status, text in answers if status == 200]
+        if applied:
+            # A worker that did not answer (one being started again, say) takes the epoch
+            # from the run directory's epoch file, where the others wrote it: a retry would
+            # only start a second epoch.
+            return web.Response(text=applied[0], content_type="application/json")
         status = max(status for status, _ in answers)
         return web.Response(status=status, text=answers[0][1], content_type="application/json")
 

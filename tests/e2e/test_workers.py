@@ -171,6 +171,24 @@ def test_a_restarted_worker_runs_the_config_its_siblings_have() -> None:
         assert one_request_each(proxy, 10) == [False] * 10
 
 
+def test_an_epoch_set_while_a_worker_is_down_succeeds_and_reaches_it() -> None:
+    with two_workers() as proxy:
+        victim = workers(proxy)[1]["pid"]
+        assert isinstance(victim, int)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + WAIT_LIMIT
+        while workers(proxy)[1]["alive"]:  # the supervisor saw it die: 1 s before a restart
+            assert time.monotonic() < deadline, "the worker did not die"
+            time.sleep(0.02)
+        status, state = post(proxy.admin_url + "/migration/epoch")
+        assert status == 200, state  # not a 503 inviting a retry, which would start another
+        wait_ready(proxy)  # both workers up again
+        moment = re.escape(str(re.findall(r"worker 0: migration epoch (\S+)", proxy.log())[-1]))
+        while not re.search(rf"worker 1: migration epoch {moment}", proxy.log()):
+            assert time.monotonic() < deadline, "the restarted worker has not the epoch"
+            time.sleep(0.1)
+
+
 def test_sigterm_drains_every_worker() -> None:
     with two_workers() as proxy, contextlib.closing(RawClient(proxy.port)) as client:
         assert not client.request(GET).announces_close
