@@ -115,9 +115,12 @@ class ReturningClients:
         return True
 
     def held(self, client: bytes, now: float) -> bool:
-        """Whether injected closes to `client` are held back now."""
+        """Whether injected closes to `client` are held back now (under the settings in force:
+        a reload that turns tracking off or lowers max_backoff ends or shortens holds)."""
+        if self.window <= 0.0:
+            return False
         entry = self._entries.get(client)
-        return entry is not None and now < entry.held_until
+        return entry is not None and now < min(entry.held_until, entry.struck_at + self.max_backoff)
 
     def strikes(self, client: bytes, now: float) -> int:
         """The strikes of `client` at `now`, after decay; 0 for an unknown address."""

@@ -145,6 +145,18 @@ def test_window_zero_turns_detection_off() -> None:
     assert not table.held(A, 1.0)
 
 
+def test_a_reload_that_turns_tracking_off_or_lowers_the_cap_ends_or_shortens_holds() -> None:
+    table = ReturningClients(window=5.0, max_backoff=60.0)
+    for at in (0.0, 10.0, 30.0):  # three returns: held 20 s from the last
+        table.closed(A, at)
+        assert table.connected(A, at + 1.0)
+    assert table.held(A, 45.0)
+    table.configure(window=5.0, max_backoff=10.0)
+    assert table.held(A, 40.0) and not table.held(A, 41.0)  # 10 s from the return at 31
+    table.configure(window=0.0, max_backoff=60.0)  # "0 turns it off"
+    assert not table.held(A, 35.0)
+
+
 def test_no_backoff_still_counts_returns() -> None:
     table = ReturningClients(max_backoff=0.0)
     assert strike(table, A, 0.0)
