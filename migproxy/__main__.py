@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
             config, content = config_in_force(args.config, Path(args.run_dir))
         else:
-            content = read_config_file(args.config)  # read once: what runs is what was checked
+            # Read once: what runs is what was checked. No loop runs yet, so a pipe will do.
+            content = read_config_file(args.config, regular_only=False)
             config = load_config(args.config, content)
     except ConfigError as err:
         print(err, file=sys.stderr)

@@ -437,9 +437,13 @@ def read_regular_file(path: str | os.PathLike[str]) -> bytes:
         return file.read()
 
 
-def read_config_file(path: str | os.PathLike[str]) -> bytes:
-    """The content of a config file; ConfigError if it cannot be read."""
+def read_config_file(path: str | os.PathLike[str], *, regular_only: bool = True) -> bytes:
+    """The content of a config file; ConfigError if it cannot be read. `regular_only=False`
+    (before the event loop runs: `migproxy check --config /dev/stdin`) reads a pipe too."""
     try:
+        if not regular_only:
+            with open(path, "rb") as file:
+                return file.read()
         return read_regular_file(path)
     except OSError as err:
         raise ConfigError(os.fspath(path), "-", f"cannot read file: {err.strerror or err}") from err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import functools
 import gc
 import logging
@@ -247,32 +248,62 @@ async def _sweep_forever(ctx: ProxyContext) -> None:
         ctx.sweep()
 
 
+def _dup_listeners(servers: list[asyncio.Server]) -> list[socket.socket]:
+    """Duplicates of the servers' listening sockets, to take their accept queues from once
+    the servers are closed (see _accept_queued); a socket that cannot be duplicated (no
+    descriptor left) is skipped: its queue is lost, the drain goes on."""
+    held = []
+    for server in servers:
+        for sock in server.sockets:
+            try:
+                held.append(socket.socket(fileno=os.dup(sock.fileno())))
+            except OSError as err:
+                log.warning("drain: cannot keep an accept queue: %s", err.strerror or err)
+    return held
+
+
+# accept(2) errors that concern one connection, not the listening socket (see its man page).
+_ACCEPT_ONE_FAILED = frozenset(
+    (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH)
+)
+
+
 async def _accept_queued(ctx: ProxyContext, listeners: list[socket.socket]) -> int:
     """Accept the connections waiting in the accept queues of `listeners` (duplicates of the
-    listening sockets the loop no longer accepts on), serve them as the drain serves every
-    connection, and close the listeners; how many were taken.
+    listening sockets the loop no longer accepts on), close the listeners, and serve those
+    connections as the drain serves every connection; how many were taken.
 
     Closing a listening socket resets the connections the kernel completed but nobody
     accepted yet: clients that connected just before a drain, which injected closes make
-    many, would see resets instead of an answer with `Connection: close`.
+    many, would see resets instead of an answer with `Connection: close`. The queues are
+    taken in one go, without yielding to the loop: while a listener stays open, the kernel
+    keeps giving it new connections.
     """
-    taken = 0
+    accepted = []
     for listener in listeners:
         with listener:
             listener.setblocking(False)
-            for _ in range(ctx.config.listen.backlog):  # the queue holds no more than this
+            for _ in range(ctx.config.listen.backlog):  # a queue holds no more than this
                 try:
                     conn, _ = listener.accept()
-                except OSError:  # BlockingIOError: the queue is empty
+                except BlockingIOError:
                     break
-                try:
-                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    await ctx.loop.connect_accepted_socket(lambda: ClientProtocol(ctx), conn)
-                except OSError:  # the client gave up meanwhile
-                    conn.close()
-                    continue
-                taken += 1
-    return taken
+                except OSError as err:
+                    if err.errno in _ACCEPT_ONE_FAILED:
+                        continue
+                    break
+                accepted.append(conn)
+
+    async def serve_one(conn: socket.socket) -> bool:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await ctx.loop.connect_accepted_socket(lambda: ClientProtocol(ctx), conn)
+        except OSError:  # the client gave up meanwhile
+            conn.close()
+            return False
+        return True
+
+    return sum(await asyncio.gather(*(serve_one(conn) for conn in accepted)))
 
 
 async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
@@ -290,9 +321,7 @@ async def _drain(ctx: ProxyContext, servers: list[asyncio.Server]) -> None:
         log.info("draining in %s s (/readyz now fails)", drain.delay)
         await asyncio.sleep(drain.delay)
     log.info("draining %d connections", len(ctx.connections))
-    queued = [
-        socket.socket(fileno=os.dup(sock.fileno())) for server in servers for sock in server.sockets
-    ]
+    queued = _dup_listeners(servers)
     for server in servers:
         server.close()
     ctx.set_draining()

@@ -38,6 +38,19 @@ def test_check_example_config_is_valid() -> None:
     assert result.stdout.strip() == f"{EXAMPLE}: ok"
 
 
+def test_check_reads_a_config_from_a_pipe() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "migproxy", "check", "--config", "/dev/stdin"],
+        input=VALID,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "/dev/stdin: ok"), result
+
+
 def test_check_relative_path_is_reported_as_given() -> None:
     result = migproxy("check", "--config", "config/migproxy.example.toml")
     assert result.returncode == 0, result

@@ -202,8 +202,9 @@ class ClientProtocol(asyncio.Protocol):
         self.opened_at = self.ctx.loop.time()
         if self.ctx.returning.connected(self.client_ip, self.opened_at):
             stats.returning += 1  # its DNS cache still points here after a forced close
-        if self.ctx.draining:
-            self.shutdown(self.ctx.config.drain.idle_grace)
+        ctx = self.ctx
+        if ctx.draining:  # taken from an accept queue by the drain: its request is due now
+            self.shutdown(max(ctx.config.drain.idle_grace, ctx.sweep_every))
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase

@@ -48,13 +48,21 @@ def test_sigterm_finishes_in_flight_exchange_and_closes_idle_connections() -> No
         assert "drained" in proxy.log()
 
 
-@pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])
-def test_connections_waiting_in_the_accept_queue_are_served_not_reset(use_uvloop: bool) -> None:
+@pytest.mark.parametrize(
+    ("use_uvloop", "idle_grace"),
+    [(True, 1.0), (False, 1.0), (True, 0.0)],
+    ids=["uvloop", "asyncio", "no-idle-grace"],
+)
+def test_connections_waiting_in_the_accept_queue_are_served_not_reset(
+    use_uvloop: bool, idle_grace: float
+) -> None:
     # Closing a listening socket resets what the kernel queued for it. Clients that connect
-    # just before a drain (injected closes make many reconnect) must get their answer.
+    # just before a drain (injected closes make many reconnect) must get their answer, even
+    # when idle connections are closed at once (idle_grace = 0): these are not idle, their
+    # request has not been read yet.
     with (
         ScriptedUpstream(answer_ok) as upstream,
-        run_proxy(upstream.port, uvloop=use_uvloop) as proxy,
+        run_proxy(upstream.port, uvloop=use_uvloop, drain={"idle_grace": idle_grace}) as proxy,
     ):
         proxy.proc.send_signal(signal.SIGSTOP)  # the kernel queues; nobody accepts
         clients = [RawClient(proxy.port) for _ in range(20)]
