@@ -285,9 +285,7 @@ class Supervisor:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        body = await request.read()
-        if not body.strip():
-            body = json.dumps({"epoch": _rfc3339(time.time())}).encode()
+        body = _with_fixed_now(await request.read(), time.time())
         answers = await self._each("POST", "/migration/epoch", data=body, headers=_auth(request))
         applied = [text for status, text in answers if status == 200]
         if applied:
@@ -324,6 +322,21 @@ class Supervisor:
                     return 503, json.dumps({"error": f"worker {worker.index}: {err}"})
 
             return list(await asyncio.gather(*(one(w) for w in workers)))
+
+
+def _with_fixed_now(body: bytes, now: float) -> bytes:
+    """A POST /migration/epoch body for the workers: "now" (said or meant, by an empty body or
+    an object without "epoch") becomes one time for all of them. Anything else goes as it is,
+    for the workers to judge."""
+    if not body.strip():
+        return json.dumps({"epoch": _rfc3339(now)}).encode()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict) and data.get("epoch", "now") == "now":
+        return json.dumps({**data, "epoch": _rfc3339(now)}).encode()
+    return body
 
 
 def _json_or_text(text: str) -> object:

@@ -13,7 +13,7 @@ from migproxy.config import ConfigError, load_config
 from migproxy.control import CONFIG_IN_FORCE, Reloader, config_in_force, keep_in_force
 from migproxy.lifecycle import as_worker
 from migproxy.proxy import ProxyContext
-from migproxy.supervisor import _json_or_text
+from migproxy.supervisor import _json_or_text, _with_fixed_now
 
 BASE = '[listen]\naddress = "127.0.0.1:8080"\n[upstream]\naddress = "127.0.0.1:8081"\n'
 
@@ -113,3 +113,24 @@ def test_without_kept_content_a_worker_reads_the_file(tmp_path: Path) -> None:
 def test_a_start_without_a_readable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml: -: cannot read file"):
         config_in_force(str(tmp_path / "missing.toml"), tmp_path)
+
+
+NOW = 1_800_000_000.25
+FIXED = b'{"epoch": "2027-01-15T08:00:00.250000Z"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "sent"),
+    [
+        pytest.param(b"", FIXED, id="empty"),
+        pytest.param(b" \n", FIXED, id="blank"),
+        pytest.param(b'{"epoch": "now"}', FIXED, id="now"),
+        pytest.param(b"{}", FIXED, id="no-epoch"),
+        pytest.param(b'{"epoch": "2026-01-01T00:00:00Z"}', None, id="a-time"),
+        pytest.param(b"not json", None, id="not-json"),
+        pytest.param(b"[1]", None, id="not-an-object"),
+    ],
+)
+def test_now_is_fixed_once_for_every_worker(body: bytes, sent: bytes | None) -> None:
+    # Each worker reading "now" itself would start a slightly different epoch.
+    assert _with_fixed_now(body, NOW) == (body if sent is None else sent)
