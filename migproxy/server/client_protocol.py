@@ -190,19 +190,19 @@ class ClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        ctx = self.ctx
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode("ascii")
-        self._forwarding = forwarding_lines(self.client_ip, self.ctx.rules)
-        self.deadline = self.ctx.now + self.ctx.head_timeout
-        self.ctx.connections.add(self)
-        stats = self.ctx.stats
+        self._forwarding = forwarding_lines(self.client_ip, ctx.rules)
+        self.deadline = ctx.now + ctx.head_timeout
+        ctx.connections.add(self)
+        stats = ctx.stats
         stats.connections_opened += 1
         stats.active += 1
-        self.opened_at = self.ctx.loop.time()
-        if self.ctx.returning.connected(self.client_ip, self.opened_at):
+        self.opened_at = ctx.loop.time()
+        if ctx.returning.connected(self.client_ip, self.opened_at):
             stats.returning += 1  # its DNS cache still points here after a forced close
-        ctx = self.ctx
         if ctx.draining:  # taken from an accept queue by the drain: its request is due now
             self.shutdown(max(ctx.config.drain.idle_grace, ctx.sweep_every))
 
