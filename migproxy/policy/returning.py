@@ -115,12 +115,16 @@ class ReturningClients:
         return True
 
     def held(self, client: bytes, now: float) -> bool:
-        """Whether injected closes to `client` are held back now (under the settings in force:
-        a reload that turns tracking off or lowers max_backoff ends or shortens holds)."""
-        if self.window <= 0.0:
-            return False
+        """Whether injected closes to `client` are held back now."""
         entry = self._entries.get(client)
-        return entry is not None and now < min(entry.held_until, entry.struck_at + self.max_backoff)
+        return entry is not None and now < self._hold_end(entry)
+
+    def _hold_end(self, entry: _Entry) -> float:
+        """When the hold of `entry` ends under the settings in force: a reload that turns
+        tracking off or lowers max_backoff ends or shortens the holds it finds."""
+        if self.window <= 0.0:
+            return entry.struck_at  # over (and a finite time, for the admin API's JSON)
+        return min(entry.held_until, entry.struck_at + self.max_backoff)
 
     def strikes(self, client: bytes, now: float) -> int:
         """The strikes of `client` at `now`, after decay; 0 for an unknown address."""
@@ -142,7 +146,7 @@ class ReturningClients:
                 address=client.decode("ascii", "replace"),
                 returns=entry.returns,
                 strikes=self._decayed(entry, now),
-                held_until=entry.held_until,
+                held_until=self._hold_end(entry),
             )
             for client, entry in ranked
         ]

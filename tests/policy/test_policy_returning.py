@@ -153,8 +153,10 @@ def test_a_reload_that_turns_tracking_off_or_lowers_the_cap_ends_or_shortens_hol
     assert table.held(A, 45.0)
     table.configure(window=5.0, max_backoff=10.0)
     assert table.held(A, 40.0) and not table.held(A, 41.0)  # 10 s from the return at 31
+    assert table.top(1, 40.0)[0].held_until == 41.0  # as the admin API shows it
     table.configure(window=0.0, max_backoff=60.0)  # "0 turns it off"
     assert not table.held(A, 35.0)
+    assert table.top(1, 35.0)[0].held_until == 31.0  # over since the return
 
 
 def test_no_backoff_still_counts_returns() -> None:
