@@ -2,14 +2,16 @@
 # keep-alive connections, serve what waited in the accept queues, exit 0.
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import subprocess
 import threading
 
 import pytest
 
-from tests.e2e.rawclient import RawClient
-from tests.e2e.servers import ScriptedUpstream, answer_ok, run_proxy
+from tests.e2e.rawclient import RawClient, RawResponse
+from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, run_proxy
 
 EXIT_TIMEOUT = 20.0
 
@@ -48,6 +50,16 @@ def test_sigterm_finishes_in_flight_exchange_and_closes_idle_connections() -> No
         assert "drained" in proxy.log()
 
 
+def read_or_explain(client: RawClient, proxy: Proxy) -> RawResponse:
+    """The client's response; a reset fails with what the proxy logged and how it ended."""
+    try:
+        return client.read_response()
+    except OSError as err:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proxy.proc.wait(EXIT_TIMEOUT)
+        pytest.fail(f"{err!r}; proxy exit status {proxy.proc.returncode}; log:\n{proxy.log()}")
+
+
 @pytest.mark.parametrize(
     ("use_uvloop", "idle_grace"),
     [(True, 1.0), (False, 1.0), (True, 0.0)],
@@ -71,7 +83,7 @@ def test_connections_waiting_in_the_accept_queue_are_served_not_reset(
                 client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             proxy.proc.send_signal(signal.SIGTERM)
             proxy.proc.send_signal(signal.SIGCONT)
-            answers = [client.read_response() for client in clients]
+            answers = [read_or_explain(client, proxy) for client in clients]
         finally:
             proxy.proc.send_signal(signal.SIGCONT)
             for client in clients:
