@@ -140,6 +140,21 @@ async def serve(
     if worker is not None:
         config = as_worker(config)
     loop = asyncio.get_running_loop()
+    # Stop signals are handled before anything listens: one that comes while the proxy
+    # starts drains it once it has started, rather than kill it with its connections.
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting now")
+            raise SystemExit(1)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
     registry, metrics = metrics_for_this_process(config)
     ctx = ProxyContext(config, loop, metrics=metrics)
     await ctx.upstreams.start()
@@ -185,19 +200,6 @@ async def serve(
             "reinstall with gcc and the Python headers (python3-dev) to build the C one",
             " (MIGPROXY_PURE_PYTHON is set)" if os.environ.get("MIGPROXY_PURE_PYTHON") else "",
         )
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting now")
-            raise SystemExit(1)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
     if worker is not None:
         tasks.append(loop.create_task(_drain_without_supervisor(os.getppid(), stop)))
     if reloader is not None:

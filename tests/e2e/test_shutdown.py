@@ -6,12 +6,26 @@ import contextlib
 import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from tests.e2e.dns import ThreadedDns
 from tests.e2e.rawclient import RawClient, RawResponse
-from tests.e2e.servers import Proxy, ScriptedUpstream, answer_ok, run_proxy
+from tests.e2e.servers import (
+    ROOT,
+    START_TIMEOUT,
+    Proxy,
+    ScriptedUpstream,
+    answer_ok,
+    free_port,
+    render_config,
+    run_proxy,
+    stop_process,
+)
 
 EXIT_TIMEOUT = 20.0
 
@@ -90,3 +104,42 @@ def test_connections_waiting_in_the_accept_queue_are_served_not_reset(
                 client.close()
         assert [(a.status, a.announces_close) for a in answers] == [(200, True)] * 20
         assert proxy.proc.wait(EXIT_TIMEOUT) == 0
+
+
+def test_a_stop_signal_while_starting_drains_once_started_not_kills(tmp_path: Path) -> None:
+    # SIGTERM can come at any moment of a start (an orchestrator's stop right after it
+    # scheduled the proxy): it must get the graceful path, not the default action that kills
+    # the process with whatever it accepted. Here it comes during the upstream's start-up
+    # DNS lookup, which the name server holds up by dropping the first query.
+    with ThreadedDns() as dns, ScriptedUpstream(answer_ok) as upstream:
+        dns.set(["127.0.0.1"])
+        dns.mode("drop")
+        config = tmp_path / "migproxy.toml"
+        config.write_text(
+            render_config(
+                {
+                    "listen": {"address": f"127.0.0.1:{free_port()}"},
+                    "upstream": dns.upstream(upstream.port),
+                    "admin": {"address": f"127.0.0.1:{free_port()}"},
+                }
+            )
+        )
+        log = tmp_path / "migproxy.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "migproxy", "run", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while dns.server.queries == 0:  # it is resolving: past its handlers' set-up
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            dns.mode("answer")  # its second attempt, a second later, is answered
+            assert proc.wait(EXIT_TIMEOUT) == 0, log.read_text()
+        finally:
+            stop_process(proc)
+        assert "drained" in log.read_text()
