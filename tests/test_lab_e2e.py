@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from migproxy.lab.ports import LabError, check_addresses, free_port, service_port
+from migproxy.lab.ports import (
+    LAB_PORTS_LOW,
+    LabError,
+    check_addresses,
+    free_port,
+    service_port,
+)
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +191,16 @@ def test_no_port_is_handed_out_twice() -> None:
     # several policy runs pick ports at once, and migproxy binds with SO_REUSEPORT
     ports = [free_port() for _ in range(30)] + [service_port(("127.0.0.2", "127.0.0.3"))]
     assert len(set(ports)) == len(ports)
+
+
+def test_ports_come_from_below_the_kernels_own_range() -> None:
+    # The kernel gives ports of its range to sockets bound to port 0 and to outgoing
+    # connections: one of those could take a port between its hand-out and the proxy's bind.
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+        kernel_low = int(file.read().split()[0])
+    assert kernel_low > LAB_PORTS_LOW + 1000, "this test assumes Linux's usual range"
+    ports = [free_port() for _ in range(20)]
+    assert all(LAB_PORTS_LOW <= port < kernel_low for port in ports), ports
 
 
 def test_unusable_addresses_and_ports_are_one_clear_error() -> None:

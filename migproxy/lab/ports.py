@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+import random
 import socket
 from collections.abc import Sequence
 
@@ -19,6 +20,24 @@ PORT_ATTEMPTS = 50
 # once; and migproxy listens with SO_REUSEPORT, so two proxies could then share one port and
 # each other's clients. No port is handed out twice.
 _HANDED_OUT: set[int] = set()
+# A port handed out is bound by a proxy process a moment later. Meanwhile the kernel could
+# give it to any socket bound to port 0 (the lab's backends and DNS server) or to an outgoing
+# connection, and the proxy would fail to start. Ports below the kernel's own range
+# (ip_local_port_range) are never given out that way, so the lab picks them there.
+LAB_PORTS_LOW = 20000
+
+
+def _lab_ports() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            kernel_low = int(file.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        kernel_low = 32768  # Linux's default; elsewhere the range starts higher still
+    return range(LAB_PORTS_LOW, kernel_low)  # empty if the kernel's range reaches below
+
+
+_LAB_PORTS = _lab_ports()
+_random = random.Random()
 
 
 class LabError(Exception):
@@ -56,14 +75,21 @@ def check_addresses(addresses: Sequence[str]) -> None:
 
 
 def free_port(host: str = LOCAL) -> int:
-    """A port free on `host` now (the kernel's choice), never one handed out before.
+    """A port free on `host` now, never one handed out before, below the kernel's range of
+    ports for port 0 and outgoing connections (if there is room below it).
 
     Raises:
         LabError: no such port was found.
     """
     for _ in range(PORT_ATTEMPTS):
-        with _bind(host, 0) as sock:
-            port: int = sock.getsockname()[1]
+        candidate = _random.choice(_LAB_PORTS) if _LAB_PORTS else 0
+        if candidate in _HANDED_OUT:
+            continue
+        try:
+            with _bind(host, candidate) as sock:
+                port: int = sock.getsockname()[1]
+        except OSError:
+            continue  # taken: try another
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
