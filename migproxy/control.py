@@ -170,10 +170,16 @@ def config_in_force(path: str, run_dir: Path) -> tuple[Config, bytes]:
 
 def keep_in_force(run_dir: Path, content: bytes) -> None:
     """Keep `content`, just applied, as the config in force (see config_in_force)."""
+    _share(run_dir / CONFIG_IN_FORCE, content, "keep the config in force")
+
+
+def _share(path: Path, data: bytes, what: str) -> None:
+    """Write what the other workers read: a failure is logged, since what was written is in
+    force in this worker all the same (only the siblings, or a restarted worker, miss it)."""
     try:
-        write_atomically(run_dir / CONFIG_IN_FORCE, content)
-    except OSError as err:  # applied all the same; only a restarted worker would miss it
-        log.error("%s: cannot keep the config in force: %s", run_dir, err.strerror or err)
+        write_atomically(path, data)
+    except OSError as err:
+        log.error("%s: cannot %s: %s", path, what, err.strerror or err)
 
 
 def write_atomically(path: Path, data: bytes, *, replace: bool = True) -> bool:
@@ -255,7 +261,7 @@ class SharedEpoch:
             return
         self._shared = (epoch, closes_from)
         data = self._seen = self._encode(epoch, closes_from)
-        self._write(self.path, data)
+        _share(self.path, data, "share the epoch")
 
     def _configured(self, epoch: float | None) -> None:
         """A reload changed [migration] epoch to `epoch` (ctx.config is the new config)."""
@@ -267,7 +273,7 @@ class SharedEpoch:
                 self._take(data)
             return
         self.ctx.set_epoch(epoch)  # written to the epoch file before the change is marked
-        self._write(self.configured_path, configured)
+        _share(self.configured_path, configured, "share the epoch")
 
     def _take(self, data: bytes) -> None:
         self._seen = data
@@ -283,9 +289,3 @@ class SharedEpoch:
             return
         self._shared = taken
         self.ctx.set_epoch(*taken)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        try:
-            write_atomically(path, data)
-        except OSError as err:  # in force here all the same; the siblings miss it
-            log.error("%s: cannot share the epoch: %s", path, err.strerror or err)

@@ -1,8 +1,10 @@
 # Shared test settings: tools the end-to-end tests need must exist under CI (never skip there).
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
@@ -30,3 +32,11 @@ def require_tool(name: str) -> str:
     if path is None:
         unavailable(f"{name} not installed (apt-get install -y {PACKAGES.get(name, name)})")
     return path
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop, not running: for tests that drive protocols and contexts by hand."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

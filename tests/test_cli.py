@@ -20,9 +20,10 @@ TIMEOUT = 60.0
 VALID = '[listen]\naddress = "127.0.0.1:18080"\n[upstream]\naddress = "127.0.0.1:18081"\n'
 
 
-def migproxy(*args: str) -> subprocess.CompletedProcess[str]:
+def migproxy(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "migproxy", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -39,15 +40,7 @@ def test_check_example_config_is_valid() -> None:
 
 
 def test_check_reads_a_config_from_a_pipe() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "migproxy", "check", "--config", "/dev/stdin"],
-        input=VALID,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = migproxy("check", "--config", "/dev/stdin", stdin=VALID)
     assert (result.returncode, result.stdout.strip()) == (0, "/dev/stdin: ok"), result
 
 

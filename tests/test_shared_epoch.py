@@ -7,7 +7,6 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ CONFIG = Config(
     upstream=UpstreamConfig(Address("127.0.0.1", 8081)),
 )
 E1, E2 = 1_800_000_000.0, 1_800_000_100.0
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def configured(epoch: Epoch) -> Config:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ BASE = '[listen]\naddress = "127.0.0.1:8080"\n[upstream]\naddress = "127.0.0.1:8
 )
 def test_a_workers_answer_is_shown_whether_or_not_it_is_json(answer: str, shown: object) -> None:
     assert _json_or_text(answer) == shown
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def test_a_worker_started_again_takes_the_config_its_siblings_have(tmp_path: Path) -> None:

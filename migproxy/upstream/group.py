@@ -229,11 +229,11 @@ class UpstreamGroup:
             conn.close(UpstreamClose.UNHEALTHY)
         elif self.max_age and now - conn.opened_at >= self.max_age:
             conn.close(UpstreamClose.MAX_AGE)
-        else:
-            pool = backend.pool
-            for stale in pool.make_room(now):
+        elif not backend.pool.release(conn, now):
+            # Full; maybe of connections past the idle timeout that the next sweep would close.
+            for stale in backend.pool.make_room(now):
                 stale.close(UpstreamClose.IDLE)
-            if not pool.release(conn, now):
+            if not backend.pool.release(conn, now):
                 conn.close(UpstreamClose.POOL_FULL)
 
     # Housekeeping
