@@ -179,10 +179,14 @@ async def serve(
         watcher.start()
     reloader = None
     if config_path is not None:
-        reloader = Reloader(config_path, ctx, loaded=config_content, in_force=as_loaded)
-        if worker is not None:
-            reloader.adjust = as_worker
-            reloader.applied = functools.partial(keep_in_force, worker[1])
+        reloader = Reloader(
+            config_path,
+            ctx,
+            loaded=config_content,
+            in_force=as_loaded,
+            adjust=None if worker is None else as_worker,
+            applied=None if worker is None else functools.partial(keep_in_force, worker[1]),
+        )
     admin = await start_admin(ctx, registry, reloader)
     if admin is not None:
         host, port = admin.addresses[0][:2]
